@@ -1,0 +1,39 @@
+"""Shared defaults; every recipe starts from `get_config()` here and changes what it needs."""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    # Model.
+    c.model = "seed_cnn"          # seed_cnn | goodfellow | resnet18 (svhn_jax.models registry)
+    c.head = "blank"              # blank (5 x 11-way, the seed's) | length (length + 5 x 10-way)
+    # Data (see svhn_jax/data/sources.py).
+    c.dataset = "synthetic"       # synthetic | svhn | svhn_cropped | multi_mnist | hdf5
+    c.recipe = "seed32_grey"      # seed32_grey | goodfellow64_rgb | ...
+    c.data_dir = ""               # "" -> $SVHN_JAX_DATA or ~/.cache/svhn_jax/data
+    c.train_splits = ("train",)   # split names concatenated for training (e.g. train, extra)
+    c.eval_split = "test"
+    c.train_file = ""             # dataset=hdf5: explicit paths to contract files
+    c.eval_file = ""
+    c.num_synthetic_train = 20000  # dataset=synthetic: examples generated per split
+    c.num_synthetic_test = 2000
+    c.crop_size = 0               # >0: random crop in training, centre crop at eval (on device)
+    # Optimisation.
+    c.seed = 0
+    c.batch_size = 64             # global, divided over every device
+    c.eval_batch_size = 256       # global
+    c.num_train_steps = 10_000
+    c.optimizer = "adam"          # adam | adamw
+    c.learning_rate = 7.5e-4
+    c.lr_decay_steps = 5000       # exponential decay: lr * rate ** (step / decay_steps)
+    c.lr_decay_rate = 0.95
+    c.lr_staircase = True
+    c.weight_decay = 0.0          # adamw only
+    # Parallelism and bookkeeping.
+    c.parallel = "shard_map"      # shard_map | pmap
+    c.log_every_steps = 100
+    c.eval_every_steps = 1000
+    c.checkpoint_every_steps = 1000
+    c.keep_checkpoints = 3
+    c.max_eval_examples = 0       # 0 = evaluate on the whole split
+    return c

@@ -1,0 +1,32 @@
+"""Model registry: `create_model(config)` picks a model family by ``config.model``.
+
+Every model maps a float image batch [B, H, W, C] to the logits of `heads.SequenceHeads`, takes
+``train`` as a keyword (dropout and BatchNorm behaviour), and keeps any BatchNorm running averages
+in the ``batch_stats`` collection.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import ml_collections
+
+from svhn_jax.models.seed_cnn import SeedCNN
+
+_REGISTRY: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
+    "seed_cnn": lambda c: SeedCNN(head=c.head),
+}
+
+
+def register(name: str, factory: Callable[[ml_collections.ConfigDict], nn.Module]) -> None:
+    _REGISTRY[name] = factory
+
+
+def model_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(config: ml_collections.ConfigDict) -> nn.Module:
+    if config.model not in _REGISTRY:
+        raise ValueError(f"unknown model {config.model!r}; choose one of {model_names()}")
+    return _REGISTRY[config.model](config)
