@@ -7,6 +7,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Model.
     c.model = "seed_cnn"          # seed_cnn | goodfellow | resnet18 (svhn_jax.models registry)
     c.head = "blank"              # blank (5 x 11-way, the seed's) | length (length + 5 x 10-way)
+    c.dropout_rate = 0.2          # goodfellow, resnet18 (seed_cnn keeps the seed report's rates)
+    c.goodfellow_first_layer = "bn_relu"  # bn_relu (SVHNClassifier-PyTorch) | maxout (the paper)
+    c.model_dtype = "float32"     # goodfellow, resnet18 compute dtype: float32 | bfloat16 (GPU/TPU)
     # Data (see svhn_jax/data/sources.py).
     c.dataset = "synthetic"       # synthetic | svhn | svhn_cropped | multi_mnist | hdf5
     c.recipe = "seed32_grey"      # seed32_grey | goodfellow64_rgb | ...

@@ -9,12 +9,19 @@ from __future__ import annotations
 from typing import Callable
 
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 
+from svhn_jax.models.goodfellow import Goodfellow
+from svhn_jax.models.resnet import ResNet18
 from svhn_jax.models.seed_cnn import SeedCNN
 
 _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
     "seed_cnn": lambda c: SeedCNN(head=c.head),
+    "goodfellow": lambda c: Goodfellow(head=c.head, first_layer=c.goodfellow_first_layer,
+                                       dropout_rate=c.dropout_rate, dtype=jnp.dtype(c.model_dtype)),
+    "resnet18": lambda c: ResNet18(head=c.head, dropout_rate=c.dropout_rate,
+                                   dtype=jnp.dtype(c.model_dtype)),
 }
 
 

@@ -1,0 +1,275 @@
+"""Reads the house number in users' own photos with a trained run.
+
+  python -m svhn_jax.predict --workdir=W photo.jpg more_photos/ [--json] [--min_confidence=0.9]
+                             [--box=x,y,w,h]
+
+Per image, one line: ``photo.jpg: 123 (confidence 0.982)``, or ``photo.jpg: unreadable (best guess
+17, confidence 0.214)`` when the confidence (the probability the model gives to the whole sequence
+it read) is below ``--min_confidence`` or the model reads no digit at all. ``--json`` prints JSON
+lines instead: ``{"file", "number" (null when unreadable), "reading", "confidence"}``.
+
+Without ``--box`` the whole picture is resized as the recipe resizes its crops, so a photo should
+be framed around the number; ``--box=x,y,w,h`` (pixels, left/top/width/height, after EXIF rotation)
+marks where the digits are, and the crop is made exactly as in training (the box expanded by the
+recipe's margin).
+
+Images: PNG, JPEG, BMP, GIF (first frame) or WebP, any mode — grey, 16-bit, palette, CMYK, and
+transparent ones composited over white — with EXIF orientation applied. A folder argument is read
+non-recursively (files with those suffixes, sorted). A file that cannot be read (missing, empty,
+truncated, not an image, over ``--max_pixels``) or a folder without images gives one line naming it
+(stderr, or a JSON ``{"file", "error"}`` line with ``--json``); the other images are still answered
+and the exit status is 1.
+
+Compiled programs are kept in a persistent JAX compilation cache (``--cache_dir``, by default
+``$XDG_CACHE_HOME/svhn_jax/jax_cache``), so only the first call on a machine compiles.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import struct
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from absl import app, flags
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+DEFAULT_MAX_PIXELS = 64_000_000  # ~8000 x 8000; an RGB copy is then ~200 MB
+BATCH_SIZE = 16  # fixed, so one compiled program serves any number of images
+
+
+class ImageError(ValueError):
+    """An input that cannot be answered; the message is the one line to print (without the path)."""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def find_images(paths: Sequence[str]) -> Iterator[tuple[str, str | None]]:
+    """Expands the arguments into (path, error) pairs: error is None for a file to read."""
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                           and p.is_file() and not p.name.startswith("."))
+            if not found:
+                yield arg, f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder"
+            for p in found:
+                yield str(p), None
+        elif path.exists():
+            yield arg, None
+        else:
+            yield arg, "no such file or folder"
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow image -> uint8 [H, W, 3]: 16-bit scaled to 8-bit, transparency over white."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, np.float64)
+        if im.mode == "F":
+            a = a * 255.0 if a.size and a.max() <= 1.0 else a
+        elif im.mode.startswith("I;16") or (a.size and a.max() > 255):
+            a = a / 257.0  # 16-bit range 0-65535 -> 0-255
+        grey = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return np.asarray(im.convert("RGB"), np.uint8)
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decodes one image file to uint8 RGB [H, W, 3] with EXIF orientation applied.
+
+    The size is checked from the header before any pixel is decoded, so memory stays bounded by
+    ``max_pixels``. Raises `ImageError` with a one-line reason.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise ImageError(f"image too large ({width}x{height} pixels; the limit is "
+                                     f"{max_pixels:,}, see --max_pixels)")
+                im.seek(0)
+                im.load()
+                return _to_rgb(ImageOps.exif_transpose(im))
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"image too large ({e})") from None
+    except UnidentifiedImageError:
+        size = os.path.getsize(path)
+        raise ImageError("empty file" if size == 0 else "not a readable image (unknown format)") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder") from None
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, MemoryError) as e:
+        detail = str(e).strip() or type(e).__name__
+        raise ImageError(f"damaged or unsupported image ({detail})") from None
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """"x,y,w,h" -> ints; raises ValueError with a one-line reason."""
+    try:
+        x, y, w, h = (int(round(float(v))) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--box={text!r}: expected four numbers x,y,w,h") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"--box={text!r}: width and height must be positive")
+    return x, y, w, h
+
+
+def preprocess(image: np.ndarray, recipe: str, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """RGB uint8 [H, W, 3] -> the recipe's uint8 input [S, S, C], exactly as the training data."""
+    from svhn_jax.data import preprocess as pp
+    if box is None:
+        return pp.resize_whole(image, recipe)
+    x, y, w, h = box
+    height, width = image.shape[:2]
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise ImageError(f"--box={x},{y},{w},{h} lies outside the {width}x{height} image")
+    return pp.apply_recipe(image, np.array([box], np.float64), recipe)
+
+
+# ----------------------------------------------------------------------------- model
+
+def default_cache_dir() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+    return cache / "svhn_jax" / "jax_cache"
+
+
+def enable_compilation_cache(path: str | os.PathLike) -> None:
+    """Keeps every compiled program (however quick to compile) in a persistent cache at `path`."""
+    import jax
+    Path(path).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+@dataclasses.dataclass
+class Reader:
+    """A trained run ready to read batches of preprocessed images."""
+
+    config: Any
+    infer: Any  # jitted (uint8 [B, S, S, C]) -> (length [B], digits [B, 5], confidence [B])
+
+    @classmethod
+    def load(cls, workdir: str | os.PathLike) -> "Reader":
+        import jax
+        from svhn_jax import train
+        from svhn_jax.models import heads
+        config, model, variables = train.load_for_inference(str(workdir))
+
+        @jax.jit
+        def infer(images):
+            x = train.prepare_images(images, config, rng=None, train=False)
+            return heads.decode(model.apply(variables, x, train=False))
+
+        return cls(config=config, infer=infer)
+
+    def read(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """uint8 [N, S, S, C] -> (lengths [N], digits [N, 5], confidence [N]) in fixed-size batches."""
+        outputs = []
+        for start in range(0, len(images), BATCH_SIZE):
+            chunk = images[start:start + BATCH_SIZE]
+            padded = np.concatenate([chunk, np.zeros((BATCH_SIZE - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            outputs.append([np.asarray(a)[:len(chunk)] for a in self.infer(padded)])
+        lengths, digits, confidence = (np.concatenate(parts) for parts in zip(*outputs))
+        return lengths, digits, confidence
+
+
+def answer(file: str, length: int, digits: np.ndarray, confidence: float, min_confidence: float) -> dict[str, Any]:
+    """One image's answer: "number" is None when unreadable; "reading" is the best guess."""
+    reading = "".join(str(int(d)) for d in digits[:length])
+    readable = bool(reading) and confidence >= min_confidence
+    return {"file": file, "number": reading if readable else None, "reading": reading,
+            "confidence": float(confidence)}
+
+
+def format_answer(a: dict[str, Any]) -> str:
+    if a["number"] is not None:
+        return f"{a['file']}: {a['number']} (confidence {a['confidence']:.3f})"
+    guess = f"best guess {a['reading']}, " if a["reading"] else ""
+    return f"{a['file']}: unreadable ({guess}confidence {a['confidence']:.3f})"
+
+
+# ----------------------------------------------------------------------------- CLI
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "The trained run's working directory (with checkpoints/).")
+flags.DEFINE_bool("json", False, "Print JSON lines instead of text.")
+flags.DEFINE_float("min_confidence", 0.0, "Answer 'unreadable' below this confidence (0-1).")
+flags.DEFINE_string("box", "", "x,y,w,h: the digits' box in pixels; crop to it as in training.")
+flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images with more pixels than this.")
+flags.DEFINE_string("cache_dir", "", "Persistent JAX compilation cache ('' -> user cache folder, "
+                                     "'none' -> off).")
+
+
+def run(reader: Reader, paths: Sequence[str], *, as_json: bool = False, min_confidence: float = 0.0,
+        box: tuple[int, int, int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+        out=sys.stdout, err=sys.stderr) -> int:
+    """Answers every image; returns the exit status (0, or 1 when any input failed)."""
+    def report_error(file: str, reason: str) -> None:
+        if as_json:
+            print(json.dumps({"file": file, "error": reason}), file=out, flush=True)
+        else:
+            print(f"{file}: {reason}", file=err, flush=True)
+
+    status, files, images = 0, [], []
+    for file, error in find_images(paths):
+        if error is None:
+            try:
+                images.append(preprocess(load_image(file, max_pixels), reader.config.recipe, box))
+                files.append(file)
+                continue
+            except ImageError as e:
+                error = str(e)
+            except Exception as e:  # noqa: BLE001 - a decoder's surprise must not stop the others
+                error = f"cannot read ({type(e).__name__}: {e})"
+        report_error(file, error)
+        status = 1
+    if images:
+        lengths, digits, confidence = reader.read(np.stack(images))
+        for i, file in enumerate(files):
+            a = answer(file, int(lengths[i]), digits[i], float(confidence[i]), min_confidence)
+            print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)
+    return status
+
+
+def main(argv: list[str]) -> int:
+    paths = argv[1:]
+    if not FLAGS.workdir or not paths:
+        print("usage: python -m svhn_jax.predict --workdir=W IMAGE_OR_FOLDER...", file=sys.stderr)
+        return 2
+    try:
+        box = parse_box(FLAGS.box) if FLAGS.box else None
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    if not 0.0 <= FLAGS.min_confidence <= 1.0:
+        print(f"--min_confidence={FLAGS.min_confidence}: must lie in 0-1", file=sys.stderr)
+        return 2
+    if FLAGS.cache_dir != "none":
+        enable_compilation_cache(FLAGS.cache_dir or default_cache_dir())
+    try:
+        reader = Reader.load(FLAGS.workdir)
+    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+        print(f"{FLAGS.workdir}: cannot load a trained run ({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
+    return run(reader, paths, as_json=FLAGS.json, min_confidence=FLAGS.min_confidence, box=box,
+               max_pixels=FLAGS.max_pixels)
+
+
+if __name__ == "__main__":
+    app.run(main)
