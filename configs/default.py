@@ -26,7 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.batch_size = 64             # global, divided over every device
     c.eval_batch_size = 256       # global
     c.num_train_steps = 10_000
-    c.optimizer = "adam"          # adam | adamw
+    c.optimizer = "adam"          # adam | adamw | sgd
+    c.momentum = 0.9              # sgd only
     c.learning_rate = 7.5e-4
     c.lr_decay_steps = 5000       # exponential decay: lr * rate ** (step / decay_steps)
     c.lr_decay_rate = 0.95

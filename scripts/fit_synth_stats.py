@@ -6,8 +6,10 @@ Reads ``../shared/data/svhn_train_labels.json`` (a list of {filename, width, hei
 xmin, ymin, xmax, ymax}]}) and prints the constants pasted into `svhn_jax/data/synthetic.py`: the
 length and digit distributions, and quantile tables (at `Q_PROBS`) of image height, digit height as a
 fraction of the image height, box aspect per digit, horizontal gap and vertical step between
-neighbouring boxes, image aspect per length and where the number sits in the image. Images with more
-than 5 digits are left out, as the recipes drop them.
+neighbouring boxes, image aspect per length and where the number sits in the image, plus the
+correlations that tie these together (height vs. digit fraction; box aspects, gaps and steps of
+neighbouring digits of one image), as Gaussian-copula correlations (from Spearman's). Images with more than 5 digits are
+left out, as the recipes drop them.
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 
@@ -27,10 +28,19 @@ def _q(values, digits: int = 3) -> tuple[float, ...]:
     return tuple(round(float(v), digits) for v in np.quantile(np.asarray(values, float), Q_PROBS))
 
 
-def _normal_scores(x: np.ndarray) -> np.ndarray:
-    ranks = np.argsort(np.argsort(x, kind="stable"), kind="stable")
-    inv = NormalDist().inv_cdf
-    return np.array([inv((r + 0.5) / len(x)) for r in ranks])
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 of `x`, ties sharing their mean rank."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+
+
+def _gaussian_rho(a: np.ndarray, b: np.ndarray) -> float:
+    """The Gaussian-copula correlation matching the Spearman correlation of `a` and `b`."""
+    spearman = np.corrcoef(_ranks(np.asarray(a, float)), _ranks(np.asarray(b, float)))[0, 1]
+    return round(float(2 * np.sin(np.pi * spearman / 6)), 3)
 
 
 def fit(records: list[dict]) -> dict[str, object]:
@@ -40,29 +50,38 @@ def fit(records: list[dict]) -> dict[str, object]:
     first, later = np.zeros(10), np.zeros(10)
     height, frac, img_aspect, cx, cy, gap, dy = [], [], {n: [] for n in range(1, 6)}, [], [], [], []
     aspect = {d: [] for d in range(10)}
+    gap_pairs, step_pairs, aspect_pairs = [], [], []  # neighbours within one image
     for r in records:
         bs = r["boxes"]
         w_img, h_img = float(r["width"]), float(r["height"])
         hs = np.array([b["ymax"] - b["ymin"] for b in bs], float)
         h = max(float(hs.mean()), 1.0)
+        ids = []  # (digit, index into aspect[digit]) of each box
         for i, b in enumerate(bs):
             digit = int(b["label"]) % 10
             (first if i == 0 else later)[digit] += 1
+            ids.append((digit, len(aspect[digit])))
             aspect[digit].append((b["xmax"] - b["xmin"]) / max(b["ymax"] - b["ymin"], 1))
             if i:
                 gap.append((b["xmin"] - bs[i - 1]["xmax"]) / h)
                 dy.append((b["ymin"] - bs[i - 1]["ymin"]) / h)
+                aspect_pairs.append((*ids[i - 1], *ids[i]))
+                if i >= 2:
+                    gap_pairs.append((gap[-2], gap[-1]))
+                    step_pairs.append((dy[-2], dy[-1]))
         x0, x1 = min(b["xmin"] for b in bs), max(b["xmax"] for b in bs)
         y0, y1 = min(b["ymin"] for b in bs), max(b["ymax"] for b in bs)
         height.append(h_img)
         frac.append(h / h_img)
-        img_aspect[min(len(bs), 4) if len(bs) == 5 else len(bs)].append(w_img / h_img)
+        img_aspect[min(len(bs), 4)].append(w_img / h_img)
         cx.append((x0 + x1) / 2 / w_img)
         cy.append((y0 + y1) / 2 / h_img)
     img_aspect[5] = img_aspect[4]  # five-digit images are too few to fit alone; they share the 4-digit table
     height, frac = np.array(height), np.array(frac)
-    rho = float(np.corrcoef(_normal_scores(np.log(height)), _normal_scores(frac))[0, 1])
     counts = np.bincount(lengths, minlength=6)[1:]
+    within = {d: _ranks(np.array(v)) / len(v) for d, v in aspect.items()}  # aspect rank within its digit
+    aspect_u = np.array([(within[da][ia], within[db][ib]) for da, ia, db, ib in aspect_pairs])
+    gap_pairs, step_pairs = np.array(gap_pairs), np.array(step_pairs)
     return {
         "Q_PROBS": Q_PROBS,
         "LENGTH_P": tuple(round(float(p), 5) for p in counts / counts.sum()),
@@ -70,10 +89,13 @@ def fit(records: list[dict]) -> dict[str, object]:
         "LATER_DIGIT_P": tuple(round(float(p), 4) for p in later / later.sum()),
         "IMAGE_HEIGHT_Q": _q(height, 1),
         "DIGIT_HEIGHT_FRAC_Q": _q(frac),
-        "HEIGHT_FRAC_RHO": round(rho, 3),
+        "HEIGHT_FRAC_RHO": _gaussian_rho(height, frac),
         "BOX_ASPECT_Q": tuple(_q(aspect[d]) for d in range(10)),
+        "ASPECT_RHO": _gaussian_rho(aspect_u[:, 0], aspect_u[:, 1]),
         "GAP_Q": _q(gap),
+        "GAP_RHO": _gaussian_rho(gap_pairs[:, 0], gap_pairs[:, 1]),
         "STEP_Y_Q": _q(dy),
+        "STEP_Y_RHO": _gaussian_rho(step_pairs[:, 0], step_pairs[:, 1]),
         "IMAGE_ASPECT_Q": tuple(_q(img_aspect[n]) for n in range(1, 6)),
         "CENTER_X_Q": _q(cx),
         "CENTER_Y_Q": _q(cy),
@@ -85,7 +107,7 @@ def format_constants(constants: dict[str, object]) -> str:
     for name, value in constants.items():
         if isinstance(value, tuple) and value and isinstance(value[0], tuple):
             lines.append(f"{name} = (")
-            lines += [f"    {row},"for row in value]
+            lines += [f"    {row}," for row in value]
             lines.append(")")
         else:
             lines.append(f"{name} = {value}")

@@ -12,7 +12,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from svhn_jax import train
+from svhn_jax import compilation_cache, train
 from svhn_jax.data.sources import DataMissingError
 
 FLAGS = flags.FLAGS
@@ -30,6 +30,7 @@ def quiet_libraries() -> None:
 
 def main(argv: list[str]) -> None:
     quiet_libraries()
+    compilation_cache.enable()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
@@ -38,5 +39,19 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: {e}")
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with config errors (e.g. a misspelt key) as one line instead of a traceback."""
+    try:
+        argv = FLAGS(argv)
+        FLAGS.config.get("model")  # the config file loads lazily: surface its errors here
+        return argv
+    except flags.Error as e:
+        sys.exit("error: " + " ".join(str(e).split()))
+    except (AttributeError, KeyError, TypeError, ValueError, OSError, ImportError) as e:
+        text = " ".join(str(e).replace("\\n", " ").replace("\\'", "").replace("'", "").split())
+        text = text.replace("Configuration is not available because of an earlier failure to load: ", "")
+        sys.exit(f"error: unknown or invalid --config key: {text}")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

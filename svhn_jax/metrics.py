@@ -111,7 +111,8 @@ def coverage_at_accuracy(confidence: np.ndarray, correct: np.ndarray,
     return float(coverage[best]), float(threshold[best])
 
 
-def _target_key(target: float) -> str:
+def target_key(target: float) -> str:
+    """0.98 -> "98", 0.995 -> "99_5": the suffix of the coverage keys."""
     return f"{100 * target:g}".replace(".", "_")
 
 
@@ -140,8 +141,8 @@ def evaluation_metrics(pred_lengths: np.ndarray, pred_digits: np.ndarray, confid
     }
     for target in coverage_targets:
         cov, thr = coverage_at_accuracy(confidence, correct, target)
-        metrics[f"eval_coverage_at_{_target_key(target)}"] = cov
-        metrics[f"eval_threshold_at_{_target_key(target)}"] = thr
+        metrics[f"eval_coverage_at_{target_key(target)}"] = cov
+        metrics[f"eval_threshold_at_{target_key(target)}"] = thr
     present = [k for k in range(1, MAX_DIGITS + 1) if count[k]]
     metrics["eval_accuracy_per_length"] = {str(k): float(per_length[k]) for k in present}
     metrics["eval_count_per_length"] = {str(k): int(count[k]) for k in present}

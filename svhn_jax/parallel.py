@@ -65,7 +65,11 @@ class DataParallel:
         if self.mode == "shard_map":
             def wrapped(*args):
                 out_specs = (P(), P(AXIS)) if out_sharded else P()
-                mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=specs(len(args)), out_specs=out_specs)
+                # check_vma=False: the per-device code is pmap-style (it pmeans its own gradients).
+                # With varying-manual-axes typing on, the gradient of a replicated parameter is
+                # already psum'd by the transpose, and the explicit pmean would double-count.
+                mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=specs(len(args)), out_specs=out_specs,
+                                       check_vma=False)
                 return mapped(*args)
             return jax.jit(wrapped, donate_argnums=donate)
 
@@ -88,7 +92,8 @@ class DataParallel:
             return jax.tree.map(
                 lambda x: jax.make_array_from_process_local_data(self.replicated, np.asarray(x)),
                 host_state)
-        return jax.device_put_replicated(host_state, self.local_devices)
+        d = self.num_local_devices  # pmap places a leading device axis on the local devices itself
+        return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (d, *np.shape(x))), host_state)
 
     def get_state(self, state: PyTree) -> PyTree:
         """Device state -> host numpy tree (every process gets the full copy)."""
@@ -117,8 +122,7 @@ class DataParallel:
             return {k: jax.make_array_from_process_local_data(
                         self.sharded, v, (v.shape[0] * n, *v.shape[1:])) for k, v in local_batch.items()}
         d = self.num_local_devices
-        return {k: jax.device_put_sharded(list(v.reshape(d, -1, *v.shape[1:])), self.local_devices)
-                for k, v in local_batch.items()}
+        return {k: v.reshape(d, -1, *v.shape[1:]) for k, v in local_batch.items()}
 
     def get_replicated(self, tree: PyTree) -> PyTree:
         """A replicated (pmean'd) output -> host numpy."""

@@ -20,8 +20,9 @@ truncated, not an image, over ``--max_pixels``) or a folder without images gives
 (stderr, or a JSON ``{"file", "error"}`` line with ``--json``); the other images are still answered
 and the exit status is 1.
 
-Compiled programs are kept in a persistent JAX compilation cache (``--cache_dir``, by default
-``$XDG_CACHE_HOME/svhn_jax/jax_cache``), so only the first call on a machine compiles.
+Compiled programs are kept in the persistent JAX compilation cache of `svhn_jax.compilation_cache`
+(``--cache_dir``, else ``$SVHN_JAX_COMPILATION_CACHE``, else the user cache folder), so only the
+first call on a machine compiles.
 """
 from __future__ import annotations
 
@@ -32,11 +33,13 @@ import struct
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, TextIO
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from svhn_jax import compilation_cache
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8000 x 8000; an RGB copy is then ~200 MB
@@ -89,6 +92,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     The size is checked from the header before any pixel is decoded, so memory stays bounded by
     ``max_pixels``. Raises `ImageError` with a one-line reason.
     """
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the check below, from the header, replaces Pillow's own
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -103,7 +108,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"image too large ({e})") from None
+        raise ImageError(f"image too large ({e}; see --max_pixels)") from None
     except UnidentifiedImageError:
         size = os.path.getsize(path)
         raise ImageError("empty file" if size == 0 else "not a readable image (unknown format)") from None
@@ -116,6 +121,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, MemoryError) as e:
         detail = str(e).strip() or type(e).__name__
         raise ImageError(f"damaged or unsupported image ({detail})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -134,35 +141,21 @@ def preprocess(image: np.ndarray, recipe: str, box: tuple[int, int, int, int] | 
     from svhn_jax.data import preprocess as pp
     if box is None:
         return pp.resize_whole(image, recipe)
-    x, y, w, h = box
-    height, width = image.shape[:2]
-    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise ImageError(f"--box={x},{y},{w},{h} lies outside the {width}x{height} image")
-    return pp.apply_recipe(image, np.array([box], np.float64), recipe)
+    try:
+        return pp.apply_recipe(image, np.array([box], np.float64), recipe)
+    except ValueError as e:
+        raise ImageError(f"--box={','.join(map(str, box))}: {e}") from None
 
 
 # ----------------------------------------------------------------------------- model
-
-def default_cache_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-    return cache / "svhn_jax" / "jax_cache"
-
-
-def enable_compilation_cache(path: str | os.PathLike) -> None:
-    """Keeps every compiled program (however quick to compile) in a persistent cache at `path`."""
-    import jax
-    Path(path).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
 
 @dataclasses.dataclass
 class Reader:
     """A trained run ready to read batches of preprocessed images."""
 
     config: Any
-    infer: Any  # jitted (uint8 [B, S, S, C]) -> (length [B], digits [B, 5], confidence [B])
+    variables: Any
+    infer: Any  # jitted (variables, uint8 [B, S, S, C]) -> (length [B], digits [B, 5], confidence [B])
 
     @classmethod
     def load(cls, workdir: str | os.PathLike) -> "Reader":
@@ -171,12 +164,11 @@ class Reader:
         from svhn_jax.models import heads
         config, model, variables = train.load_for_inference(str(workdir))
 
-        @jax.jit
-        def infer(images):
+        def infer(variables, images):  # variables as an argument: not baked into the program
             x = train.prepare_images(images, config, rng=None, train=False)
             return heads.decode(model.apply(variables, x, train=False))
 
-        return cls(config=config, infer=infer)
+        return cls(config=config, variables=variables, infer=jax.jit(infer))
 
     def read(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """uint8 [N, S, S, C] -> (lengths [N], digits [N, 5], confidence [N]) in fixed-size batches."""
@@ -184,7 +176,9 @@ class Reader:
         for start in range(0, len(images), BATCH_SIZE):
             chunk = images[start:start + BATCH_SIZE]
             padded = np.concatenate([chunk, np.zeros((BATCH_SIZE - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            outputs.append([np.asarray(a)[:len(chunk)] for a in self.infer(padded)])
+            outputs.append([np.asarray(a)[:len(chunk)] for a in self.infer(self.variables, padded)])
+        if not outputs:
+            return np.zeros((0,), np.int32), np.zeros((0, 5), np.int32), np.zeros((0,), np.float32)
         lengths, digits, confidence = (np.concatenate(parts) for parts in zip(*outputs))
         return lengths, digits, confidence
 
@@ -207,43 +201,53 @@ def format_answer(a: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- CLI
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "The trained run's working directory (with checkpoints/).")
-flags.DEFINE_bool("json", False, "Print JSON lines instead of text.")
-flags.DEFINE_float("min_confidence", 0.0, "Answer 'unreadable' below this confidence (0-1).")
-flags.DEFINE_string("box", "", "x,y,w,h: the digits' box in pixels; crop to it as in training.")
-flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images with more pixels than this.")
-flags.DEFINE_string("cache_dir", "", "Persistent JAX compilation cache ('' -> user cache folder, "
-                                     "'none' -> off).")
+
+
+def define_flags() -> None:
+    """The CLI's flags, defined only when run as a program (importing this module defines none)."""
+    flags.DEFINE_string("workdir", None, "The trained run's working directory (with checkpoints/).")
+    flags.DEFINE_bool("json", False, "Print JSON lines instead of text.")
+    flags.DEFINE_float("min_confidence", 0.0, "Answer 'unreadable' below this confidence (0-1).")
+    flags.DEFINE_string("box", "", "x,y,w,h: the digits' box in pixels; crop to it as in training.")
+    flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images with more pixels than this.")
+    flags.DEFINE_string("cache_dir", "", "Persistent JAX compilation cache folder ('' -> "
+                        "$SVHN_JAX_COMPILATION_CACHE or the user cache folder, 'none' -> off).")
 
 
 def run(reader: Reader, paths: Sequence[str], *, as_json: bool = False, min_confidence: float = 0.0,
         box: tuple[int, int, int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-        out=sys.stdout, err=sys.stderr) -> int:
-    """Answers every image; returns the exit status (0, or 1 when any input failed)."""
-    def report_error(file: str, reason: str) -> None:
-        if as_json:
-            print(json.dumps({"file": file, "error": reason}), file=out, flush=True)
-        else:
-            print(f"{file}: {reason}", file=err, flush=True)
-
+        out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Answers every image (a batch at a time); returns the exit status: 0, or 1 if any input failed."""
+    out, err = out or sys.stdout, err or sys.stderr
     status, files, images = 0, [], []
+
+    def answer_batch() -> None:
+        lengths, digits, confidence = reader.read(np.stack(images))
+        for i, file in enumerate(files):
+            a = answer(file, int(lengths[i]), digits[i], float(confidence[i]), min_confidence)
+            print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)
+        files.clear()
+        images.clear()
+
     for file, error in find_images(paths):
         if error is None:
             try:
                 images.append(preprocess(load_image(file, max_pixels), reader.config.recipe, box))
                 files.append(file)
+                if len(files) == BATCH_SIZE:
+                    answer_batch()
                 continue
             except ImageError as e:
                 error = str(e)
             except Exception as e:  # noqa: BLE001 - a decoder's surprise must not stop the others
                 error = f"cannot read ({type(e).__name__}: {e})"
-        report_error(file, error)
+        if as_json:
+            print(json.dumps({"file": file, "error": error}), file=out, flush=True)
+        else:
+            print(f"{file}: {error}", file=err, flush=True)
         status = 1
-    if images:
-        lengths, digits, confidence = reader.read(np.stack(images))
-        for i, file in enumerate(files):
-            a = answer(file, int(lengths[i]), digits[i], float(confidence[i]), min_confidence)
-            print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)
+    if files:
+        answer_batch()
     return status
 
 
@@ -260,16 +264,21 @@ def main(argv: list[str]) -> int:
     if not 0.0 <= FLAGS.min_confidence <= 1.0:
         print(f"--min_confidence={FLAGS.min_confidence}: must lie in 0-1", file=sys.stderr)
         return 2
+    if not FLAGS["verbosity"].present:  # keep the answers clean of the libraries' progress lines
+        logging.set_verbosity(logging.ERROR)
     if FLAGS.cache_dir != "none":
-        enable_compilation_cache(FLAGS.cache_dir or default_cache_dir())
+        compilation_cache.enable(FLAGS.cache_dir or None)
     try:
         reader = Reader.load(FLAGS.workdir)
     except Exception as e:  # noqa: BLE001 - one line, never a traceback
-        print(f"{FLAGS.workdir}: cannot load a trained run ({type(e).__name__}: {e})", file=sys.stderr)
+        known = type(e).__name__ == "RunError"  # train's one-line errors already name the workdir
+        print(str(e) if known else f"{FLAGS.workdir}: cannot load a trained run ({type(e).__name__}: {e})",
+              file=sys.stderr)
         return 2
     return run(reader, paths, as_json=FLAGS.json, min_confidence=FLAGS.min_confidence, box=box,
                max_pixels=FLAGS.max_pixels)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -62,14 +62,16 @@ class TrainState:
 # --- pure pieces -------------------------------------------------------------------------------
 
 def make_optimizer(config: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Adam (or AdamW) with exponential learning-rate decay from the config."""
+    """Adam (AdamW, or SGD with momentum) with exponential learning-rate decay from the config."""
     schedule = optax.exponential_decay(config.learning_rate, config.lr_decay_steps, config.lr_decay_rate,
                                        staircase=config.lr_staircase)
     if config.optimizer == "adam":
         return optax.adam(schedule), schedule
     if config.optimizer == "adamw":
         return optax.adamw(schedule, weight_decay=config.weight_decay), schedule
-    raise ValueError(f"optimizer={config.optimizer!r}: choose adam or adamw")
+    if config.optimizer == "sgd":
+        return optax.sgd(schedule, momentum=config.momentum or None, nesterov=False), schedule
+    raise ValueError(f"optimizer={config.optimizer!r}: choose adam, adamw or sgd")
 
 
 def input_shape(config: ml_collections.ConfigDict, stored_shape: tuple[int, ...]) -> tuple[int, int, int]:

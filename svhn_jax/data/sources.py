@@ -1,8 +1,9 @@
 """Where each dataset's split files live, and making sure they exist before training.
 
 Files follow the data contract (`svhn_jax.data.store`) at
-``<data_dir>/<dataset>/<recipe>/<split>.h5``. Generated sources (synthetic) are made on first use;
-downloaded ones (svhn, ...) name the `prepare` command to run when missing.
+``<data_dir>/<dataset>/<recipe>/<split>.h5``. Generated sources (synthetic, multi_mnist) are made
+on first use, TFDS ones (svhn_cropped) built through TFDS; downloaded ones (svhn) name the `prepare`
+command to run when missing.
 """
 from __future__ import annotations
 
@@ -11,11 +12,8 @@ from pathlib import Path
 
 import ml_collections
 
-RECIPES = {  # name -> (height/width, greyscale)
-    "seed32_grey": (32, True),
-    "seed32_rgb": (32, False),
-    "goodfellow64_rgb": (64, False),
-}
+from svhn_jax.data.preprocess import RECIPES  # name -> (height/width, greyscale)
+
 _SYNTHETIC_SEEDS = {"train": 1, "test": 2, "extra": 3, "val": 4}
 
 
@@ -46,16 +44,59 @@ def ensure_splits(config: ml_collections.ConfigDict) -> tuple[list[Path], Path]:
     splits = [*config.train_splits, config.eval_split]
     paths = {s: split_file(config, s) for s in splits}
     for split, path in paths.items():
+        if config.dataset == "multi_mnist":  # a cache of a pure composition, remade when stale
+            _ensure_multi_mnist(config, split, path)
+            continue
         if path.exists():
             continue
-        if config.dataset == "synthetic":
-            from svhn_jax.data import synthetic
-            size, grey = RECIPES[config.recipe]
-            num = config.num_synthetic_test if split == config.eval_split else config.num_synthetic_train
-            synthetic.make_split(path, num, _SYNTHETIC_SEEDS.get(split, 5), size=size, grey=grey,
-                                 recipe=config.recipe)
+        if config.dataset == "svhn_cropped":  # TFDS: needs the network (and TensorFlow) on first use
+            from svhn_jax.data import tfds_sources
+            try:
+                tfds_sources.prepare_svhn_cropped(data_dir(config), [split], config.recipe)
+            except tfds_sources.TfdsError as e:
+                raise DataMissingError(f"{path} is missing and could not be made: {e}") from None
+        elif config.dataset == "synthetic":
+            _make_synthetic(config, split, path)
         else:
             raise DataMissingError(
                 f"{path} is missing; make it with: python -m svhn_jax.prepare --dataset={config.dataset} "
                 f"--splits={','.join(splits)} --recipe={config.recipe} --data_dir={data_dir(config)}")
     return [paths[s] for s in config.train_splits], paths[config.eval_split]
+
+
+def _ensure_multi_mnist(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
+    """Composes a multi-digit MNIST split: the eval split from the held-out digits, the others from
+    the training digits (`multi_mnist` docstring); from ``config.mnist_npz`` or else TFDS mnist."""
+    from svhn_jax.data import multi_mnist, tfds_sources
+    from svhn_jax.data.preprocess import get_recipe
+    is_eval = split == config.eval_split
+    try:
+        size, grey = get_recipe(config.recipe)
+        if not grey:
+            raise ValueError(f"multi_mnist needs a greyscale recipe (multi64_grey), not {config.recipe!r}")
+        num = config.get("num_multi_mnist_test" if is_eval else "num_multi_mnist_train", 5000)
+        multi_mnist.ensure_file(
+            path, "test" if is_eval else "train", num, _SYNTHETIC_SEEDS.get(split, 5),
+            mnist_npz=config.get("mnist_npz", "") or None,
+            holdout_fraction=config.get("holdout_fraction", multi_mnist.DEFAULT_HOLDOUT),
+            tfds_dir=tfds_sources.tfds_dir_for(data_dir(config)), size=size, recipe=config.recipe)
+    except (tfds_sources.TfdsError, ValueError, OSError) as e:
+        raise DataMissingError(f"{path} could not be composed: {e}") from None
+
+
+def _make_synthetic(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
+    """Renders a synthetic release into ``<data_dir>/synthetic/raw/<split>/`` (as `svhn_jax.synth`
+    does) and ingests it with the real release's code; the release is reused while it holds `num`."""
+    import shutil
+
+    from svhn_jax.data import svhn, synthetic
+    num = config.num_synthetic_test if split == config.eval_split else config.num_synthetic_train
+    seed = _SYNTHETIC_SEEDS.get(split, 5)
+    raw = data_dir(config) / "synthetic" / "raw" / split
+    workers = 2 if num >= 1000 else 1  # starting processes costs more than it saves on small splits
+    if raw.exists() and sum(1 for _ in raw.glob("*.png")) != num:
+        shutil.rmtree(raw)
+    if not raw.exists():
+        synthetic.write_release(raw, num, seed, workers=workers)
+    svhn.prepare_split_from_folder(raw, path, config.recipe, workers=workers,
+                                   source=f"synthetic(seed={seed}, num={num})")

@@ -1,57 +1,537 @@
-"""Offline house-number-like images (placeholder renderer of the foundation; issue 4 replaces it).
+"""Synthetic SVHN format-1 photos: geometry fitted to the real labels, street-photo appearance.
 
-Renders 1-5 digits with a TrueType font shipped by matplotlib, random colours, position and noise,
-crops the union of the digit boxes expanded by 30 %, resizes to the recipe's size and writes the
-split to the HDF5 data contract.
+An example is a pure function of ``(seed, index)``: `example_rngs` derives two independent generators
+from it, one for the geometry (`sample_layout`: image size, digits, boxes, drawn from statistics fitted
+to the real SVHN train labels by ``scripts/fit_synth_stats.py``) and one for the appearance (`render`:
+fonts, colours, plaques, textured and cluttered walls, distractor text, perspective, occlusion, blur,
+noise, lighting and JPEG artefacts). Digits are never mirrored.
+
+Drawing happens on a "work" canvas where digits are 28-40 pixels tall (`WORK_DIGIT_HEIGHT`); the
+result is then scaled to the full image size: down, like a camera averaging a small number's pixels,
+or up, as large real SVHN images are upscaled street-view crops anyway. `write_release` writes a folder in the exact layout of the real release
+(``1.png, 2.png, ..., digitStruct.mat``) with a pool of processes; files do not depend on the number
+of processes.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import importlib.util
+import io
+import itertools
+import math
+import multiprocessing
 import os
+import shutil
 from pathlib import Path
+from typing import Sequence
 
-import matplotlib
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from svhn_jax.data import store
+from svhn_jax.data.digitstruct import DigitBox, Entry, write_digitstruct
 
-_FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf")
-_LENGTH_P = np.array([0.16, 0.55, 0.26, 0.03, 0.0001]) / np.sum([0.16, 0.55, 0.26, 0.03, 0.0001])
+# --- Geometry fitted to svhn_train_labels.json (scripts/fit_synth_stats.py prints these) -----------
+Q_PROBS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.995)
+LENGTH_P = (0.1538, 0.5428, 0.2602, 0.04293, 0.00027)
+FIRST_DIGIT_P = (0.0025, 0.2767, 0.1892, 0.1302, 0.1051, 0.0847, 0.0645, 0.0562, 0.0475, 0.0434)
+LATER_DIGIT_P = (0.1221, 0.1159, 0.107, 0.1041, 0.099, 0.1017, 0.0897, 0.0933, 0.0868, 0.0805)
+IMAGE_HEIGHT_Q = (14.0, 18.0, 20.0, 25.0, 33.0, 47.0, 71.0, 104.0, 130.0, 162.0, 207.0)
+DIGIT_HEIGHT_FRAC_Q = (0.192, 0.268, 0.357, 0.431, 0.558, 0.671, 0.759, 0.829, 0.868, 0.917, 0.951)
+HEIGHT_FRAC_RHO = -0.478  # Gaussian-copula correlation of image height and digit height / image height
+BOX_ASPECT_Q = (  # box width / height, per digit 0-9
+    (0.226, 0.278, 0.32, 0.36, 0.429, 0.515, 0.6, 0.688, 0.75, 0.819, 0.945),
+    (0.154, 0.192, 0.222, 0.25, 0.304, 0.368, 0.444, 0.522, 0.577, 0.647, 0.766),
+    (0.224, 0.28, 0.323, 0.364, 0.433, 0.515, 0.6, 0.68, 0.732, 0.809, 0.945),
+    (0.227, 0.278, 0.318, 0.357, 0.424, 0.5, 0.583, 0.667, 0.719, 0.786, 0.898),
+    (0.236, 0.284, 0.321, 0.361, 0.429, 0.51, 0.596, 0.677, 0.727, 0.81, 0.929),
+    (0.235, 0.286, 0.327, 0.366, 0.435, 0.515, 0.597, 0.676, 0.724, 0.793, 0.899),
+    (0.236, 0.286, 0.333, 0.37, 0.439, 0.517, 0.6, 0.679, 0.732, 0.815, 0.939),
+    (0.222, 0.269, 0.31, 0.347, 0.416, 0.5, 0.579, 0.667, 0.714, 0.783, 0.909),
+    (0.235, 0.283, 0.323, 0.364, 0.429, 0.508, 0.594, 0.667, 0.727, 0.8, 0.931),
+    (0.233, 0.279, 0.327, 0.364, 0.432, 0.512, 0.595, 0.667, 0.727, 0.808, 0.947),
+)
+ASPECT_RHO = 0.647  # the same between neighbouring digits of one image (aspects, gaps, steps)
+GAP_Q = (-0.367, -0.217, -0.15, -0.107, -0.053, 0.0, 0.047, 0.1, 0.143, 0.213, 0.409)  # / digit height
+GAP_RHO = 0.617
+STEP_Y_Q = (-0.484, -0.316, -0.188, -0.118, -0.053, 0.0, 0.036, 0.083, 0.118, 0.172, 0.36)  # / height
+STEP_Y_RHO = 0.201
+IMAGE_ASPECT_Q = (  # image width / height, per length 1-5
+    (1.176, 1.578, 1.712, 1.774, 1.871, 2.0, 2.164, 2.368, 2.5, 2.712, 3.098),
+    (1.41, 1.746, 1.875, 1.952, 2.067, 2.196, 2.34, 2.491, 2.609, 2.806, 3.264),
+    (1.462, 1.71, 1.908, 2.033, 2.221, 2.406, 2.605, 2.844, 3.05, 3.348, 3.848),
+    (1.533, 1.791, 2.076, 2.256, 2.569, 2.92, 3.25, 3.583, 3.809, 4.005, 4.443),
+    (1.533, 1.791, 2.076, 2.256, 2.569, 2.92, 3.25, 3.583, 3.809, 4.005, 4.443),
+)
+CENTER_X_Q = (0.273, 0.37, 0.439, 0.47, 0.488, 0.5, 0.511, 0.527, 0.558, 0.627, 0.728)  # number centre / W
+CENTER_Y_Q = (0.323, 0.397, 0.425, 0.444, 0.468, 0.49, 0.513, 0.536, 0.559, 0.603, 0.69)  # / H
+
+# --- Appearance ------------------------------------------------------------------------------------
+MIN_DIGIT_HEIGHT = 8          # pixels; the real labels' smallest boxes are ~9 px tall
+WORK_DIGIT_HEIGHT = (28, 40)  # digits are drawn this tall (at most 4x supersampled), then rescaled
+SCHEME_P = {"dark_on_light": 0.3, "light_on_dark": 0.25, "wall": 0.37, "tiles": 0.08}
+MIN_CONTRAST = 65.0           # luminance difference between digits and what they sit on (0-255)
+P_WARP, P_OCCLUDE, P_DISTRACT, P_CLUTTER, P_JPEG = 0.7, 0.06, 0.45, 0.5, 0.5
+_FONT_DIR = Path(importlib.util.find_spec("matplotlib").origin).parent / "mpl-data" / "fonts" / "ttf"
+FONTS = {  # TrueType faces shipped inside matplotlib's wheel -> how often house numbers use them
+    "DejaVuSans-Bold.ttf": 4, "DejaVuSans.ttf": 3, "DejaVuSansMono-Bold.ttf": 2, "DejaVuSansMono.ttf": 1,
+    "DejaVuSerif-Bold.ttf": 2, "DejaVuSerif.ttf": 1.5, "STIXGeneralBol.ttf": 2, "STIXGeneral.ttf": 1,
+    "cmb10.ttf": 1.5, "cmss10.ttf": 1.5, "cmr10.ttf": 0.7, "cmtt10.ttf": 0.5,
+    "DejaVuSans-BoldOblique.ttf": 0.7, "DejaVuSans-Oblique.ttf": 0.3, "DejaVuSansMono-BoldOblique.ttf": 0.2,
+    "DejaVuSansMono-Oblique.ttf": 0.1, "DejaVuSerif-BoldItalic.ttf": 0.4, "DejaVuSerif-Italic.ttf": 0.2,
+    "STIXGeneralBolIta.ttf": 0.4, "STIXGeneralItalic.ttf": 0.2, "cmti10.ttf": 0.2,
+}
+_FONT_NAMES = tuple(FONTS)
+_FONT_P = np.array(list(FONTS.values())) / sum(FONTS.values())
+_GLYPH_PX = 72
+_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZabcdehknorstuy"
+_WORDS = ("ST", "AVE", "RD", "No", "APT", "DR", "LN", "BLVD", "WAY", "CT", "SUITE", "OPEN", "EXIT",
+          "N", "S", "E", "W", "PL", "HWY", "Ste", "Unit", "CAFE", "BAR", "SHOP", "INN", "PARK")
+_LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def _render_one(rng: np.random.Generator, size: int, grey: bool) -> tuple[np.ndarray, list[int]]:
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where the digits of one image go, before any appearance: full-resolution pixels."""
+
+    width: int
+    height: int
+    labels: tuple[int, ...]  # SVHN labels 1-10 (10 is the digit 0), left to right
+    boxes: np.ndarray        # int64 [k, 4]: left, top, width, height; inside the image
+
+
+def example_rngs(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent (geometry, appearance) generators of example `index` of the release `seed`."""
+    geometry, appearance = np.random.SeedSequence([int(seed), int(index)]).spawn(2)
+    return np.random.default_rng(geometry), np.random.default_rng(appearance)
+
+
+# --- Geometry --------------------------------------------------------------------------------------
+
+_LENGTH_P, _FIRST_P, _LATER_P = (np.asarray(p) / sum(p) for p in (LENGTH_P, FIRST_DIGIT_P, LATER_DIGIT_P))
+
+
+def _quantile(u: np.ndarray | float, table: Sequence[float]) -> np.ndarray:
+    return np.interp(u, Q_PROBS, table)
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def _exchangeable(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
+    """`n` uniforms whose normal scores are pairwise correlated by `rho` (one shared factor)."""
+    z = math.sqrt(rho) * rng.standard_normal() + math.sqrt(1.0 - rho) * rng.standard_normal(n)
+    return np.array([_phi(v) for v in z])
+
+
+def sample_layout(rng: np.random.Generator) -> Layout:
+    """Draws the image size, the digits and their boxes from the fitted statistics."""
     n = int(rng.choice(5, p=_LENGTH_P)) + 1
-    seq = [int(d) for d in rng.integers(0, 10, n)]
-    font = ImageFont.truetype(str(_FONT_DIR / _FONTS[rng.integers(len(_FONTS))]), int(rng.integers(28, 44)))
-    bg = rng.integers(0, 256, 3)
-    fg = (bg + rng.integers(80, 176, 3)) % 256
-    canvas = Image.new("RGB", (200, 100), tuple(int(v) for v in bg))
-    draw = ImageDraw.Draw(canvas)
-    x, y = int(rng.integers(10, 40)), int(rng.integers(10, 30))
-    boxes = []
-    for d in seq:
-        l, t, r, b = draw.textbbox((x, y), str(d), font=font)
-        draw.text((x, y), str(d), font=font, fill=tuple(int(v) for v in fg))
-        boxes.append((l, t, r, b))
-        x = r + int(rng.integers(0, 5))
-    l, t = min(b[0] for b in boxes), min(b[1] for b in boxes)
-    r, b = max(b[2] for b in boxes), max(b[3] for b in boxes)
-    w, h = r - l, b - t
-    crop = canvas.crop((int(l - 0.15 * w), int(t - 0.15 * h), int(r + 0.15 * w), int(b + 0.15 * h)))
-    crop = crop.resize((size, size), Image.BILINEAR)
-    img = np.asarray(crop.convert("L") if grey else crop, np.float32)
-    img = img + rng.normal(0, 8, img.shape)
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    return (img[..., None] if grey else img), seq
+    digits = [int(rng.choice(10, p=_FIRST_P))] + [int(d) for d in rng.choice(10, size=n - 1, p=_LATER_P)]
+    z0, z1 = rng.standard_normal(2)
+    z1 = HEIGHT_FRAC_RHO * z0 + math.sqrt(1.0 - HEIGHT_FRAC_RHO ** 2) * z1
+    img_h = float(_quantile(_phi(z0), IMAGE_HEIGHT_Q))
+    h = max(MIN_DIGIT_HEIGHT, int(round(float(_quantile(_phi(z1), DIGIT_HEIGHT_FRAC_Q)) * img_h)))
+    u_aspect = _exchangeable(rng, n, ASPECT_RHO)
+    u_gap, u_step = _exchangeable(rng, n, GAP_RHO), _exchangeable(rng, n, STEP_Y_RHO)
+    widths = [max(2, int(round(float(_quantile(u, BOX_ASPECT_Q[d])) * h))) for u, d in zip(u_aspect, digits)]
+    lefts, tops = [0], [0]
+    for i in range(1, n):
+        lefts.append(lefts[-1] + widths[i - 1] + int(round(float(_quantile(u_gap[i], GAP_Q)) * h)))
+        tops.append(tops[-1] + int(round(float(_quantile(u_step[i], STEP_Y_Q)) * h)))
+    lefts = np.array(lefts) - min(lefts)
+    tops = np.array(tops) - min(tops)
+    union_w = int(max(lefts + np.array(widths)))
+    union_h = int(max(tops)) + h
+    img_h = max(int(round(img_h)), union_h + 2)
+    aspect = float(_quantile(rng.random(), IMAGE_ASPECT_Q[n - 1]))
+    img_w = max(int(round(aspect * img_h)), union_w + 2)
+    ux, uy = rng.random(2)
+    cx, cy = float(_quantile(ux, CENTER_X_Q)), float(_quantile(uy, CENTER_Y_Q))
+    x0 = int(np.clip(round(cx * img_w - union_w / 2), 0, img_w - union_w))
+    y0 = int(np.clip(round(cy * img_h - union_h / 2), 0, img_h - union_h))
+    boxes = np.stack([lefts + x0, tops + y0, widths, np.full(n, h)], axis=1).astype(np.int64)
+    labels = tuple(d if d else 10 for d in digits)
+    return Layout(width=img_w, height=img_h, labels=labels, boxes=boxes)
 
 
-def make_split(path: str | os.PathLike, num: int, seed: int, *, size: int = 32, grey: bool = True,
-               recipe: str = "seed32_grey") -> Path:
-    """Renders `num` examples from `seed` and writes them to `path` in the data contract."""
-    rng = np.random.default_rng(seed)
-    images, seqs = zip(*(_render_one(rng, size, grey) for _ in range(num)))
-    lengths, digits = store.encode_labels(list(seqs))
-    names = [f"{i + 1}.png" for i in range(num)]
-    return store.write_split(path, np.stack(images), lengths, digits, names, recipe=recipe,
-                             source=f"synthetic(seed={seed})")
+# --- Fonts, colours and textures -----------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _font(index: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(_FONT_DIR / _FONT_NAMES[index]), _GLYPH_PX)
+
+
+@functools.lru_cache(maxsize=None)
+def _glyph(font: int, char: str) -> Image.Image:
+    """The ink of `char` in font number `font`, cropped tight ('L' mask)."""
+    f = _font(font)
+    if char == "0" and "Mono" in _FONT_NAMES[font]:
+        char = "O"  # DejaVu Sans Mono slashes its zero; house numbers don't
+    left, top, right, bottom = f.getbbox(char)
+    canvas = Image.new("L", (right - left + 4, bottom - top + 4))
+    ImageDraw.Draw(canvas).text((2 - left, 2 - top), char, font=f, fill=255)
+    return canvas.crop(canvas.getbbox())
+
+
+def _lum(colour: Sequence[float]) -> float:
+    return float(np.dot(colour, _LUMA))
+
+
+def _colour(rng: np.random.Generator, lum: float, sat: float) -> tuple[int, int, int]:
+    """A colour of luminance ~`lum` (0-255) and saturation ~`sat` (0 grey .. 2 vivid)."""
+    v = rng.standard_normal(3)
+    c = np.clip(lum + sat * 45.0 * (v - v @ _LUMA), 0, 255)
+    return tuple(int(x) for x in c)
+
+
+def _contrasting(rng: np.random.Generator, base: tuple[int, int, int], lighter: bool | None = None
+                 ) -> tuple[int, int, int]:
+    """An ink colour whose luminance differs from `base` by at least MIN_CONTRAST."""
+    lb = _lum(base)
+    can_up, can_down = lb + MIN_CONTRAST <= 250, lb - MIN_CONTRAST >= 5
+    if lighter is None or not (can_up if lighter else can_down):
+        lighter = bool(can_up and (not can_down or rng.random() < 0.5))
+    lo, hi = (lb + MIN_CONTRAST, 250.0) if lighter else (5.0, lb - MIN_CONTRAST)
+    ink = _colour(rng, rng.uniform(lo, hi), rng.uniform(0, 1.2) * (rng.random() < 0.5))
+    if abs(_lum(ink) - lb) < 0.8 * MIN_CONTRAST:  # clipping ate the contrast: plain grey instead
+        g = int(rng.uniform(lo, hi))
+        ink = (g, g, g)
+    return ink
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell_y: float, cell_x: float) -> np.ndarray:
+    """Band-limited noise (float32 [h, w], roughly unit variance) with features ~cell pixels."""
+    gh, gw = int(math.ceil(h / max(cell_y, 1.0))) + 2, int(math.ceil(w / max(cell_x, 1.0))) + 2
+    small = Image.fromarray(rng.standard_normal((gh, gw)).astype(np.float32))
+    return np.asarray(small.resize((w, h), Image.Resampling.BICUBIC), np.float32)
+
+
+def _texture(rng: np.random.Generator, h: int, w: int, d: float) -> np.ndarray:
+    """A wall's relief (float32 [h, w], about -1..1): stucco, boards, planks or bricks; `d` = digit height."""
+    kind = rng.choice(["flat", "stucco", "boards", "wood", "brick"], p=[0.25, 0.25, 0.2, 0.15, 0.15])
+    grain = rng.standard_normal((h, w), dtype=np.float32) * np.float32(0.25)
+    if kind == "flat":
+        return grain + 0.4 * _smooth_noise(rng, h, w, d, d)
+    if kind == "stucco":
+        return grain + 0.6 * _smooth_noise(rng, h, w, d * 0.15 + 1, d * 0.15 + 1)
+    if kind in ("boards", "wood"):  # a profile across the boards, streaks along them
+        period = d * rng.uniform(0.3, 0.9)
+        horizontal = (kind == "boards") == (rng.random() < 0.8)
+        phase = (np.arange(h if horizontal else w, dtype=np.float32) / period) % 1.0
+        profile = 0.8 * phase - 0.4 - 1.2 * (phase < rng.uniform(0.06, 0.15)).astype(np.float32)
+        if horizontal:
+            return profile[:, None] + 0.4 * _smooth_noise(rng, h, w, 1.5, d) + grain
+        return profile[None, :] + 0.4 * _smooth_noise(rng, h, w, d, 1.5) + grain
+    bh = d * rng.uniform(0.25, 0.55)
+    bw = bh * rng.uniform(2.0, 3.2)
+    y, x = np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]
+    row = np.floor(y / bh)
+    xs = x + (row % 2) * (bw / 2)
+    shade = rng.uniform(-0.5, 0.5, 512).astype(np.float32)[((row * 37 + np.floor(xs / bw) * 11) % 512).astype(np.intp)]
+    mortar = ((y % bh) < bh * 0.12) | ((xs % bw) < bh * 0.12)
+    return np.where(mortar, np.float32(rng.choice([-1.2, 1.2])), shade) + grain
+
+
+def _rect_hits(a: Sequence[float], b: Sequence[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _text_mask(font: int, text: str, height: int, condense: float) -> Image.Image:
+    """`text` as one 'L' mask `height` pixels tall (glyph tops aligned, a small gap between)."""
+    glyphs = [_glyph(font, c) for c in text if c != " "]
+    ref = max(g.height for g in glyphs)
+    sizes = [(max(1, round(g.width * height / ref * condense)), max(1, round(g.height * height / ref)))
+             for g in glyphs]
+    gap = max(1, height // 8)
+    mask = Image.new("L", (sum(w for w, _ in sizes) + gap * (len(sizes) - 1), height))
+    x = 0
+    for g, (w, h) in zip(glyphs, sizes):
+        mask.paste(g.resize((w, h), Image.Resampling.BILINEAR), (x, height - h if h < height * 0.8 else 0))
+        x += w + gap
+    return mask
+
+
+# --- Rendering -----------------------------------------------------------------------------------
+
+def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 3x3 projective map taking 4 points `src` [4, 2] to `dst` [4, 2]."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(src, dst):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    return np.append(np.linalg.solve(np.array(rows, float), np.array(rhs, float)), 1.0).reshape(3, 3)
+
+
+def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    q = np.c_[pts, np.ones(len(pts))] @ m.T
+    return q[:, :2] / q[:, 2:]
+
+
+def _warp(rng: np.random.Generator, centre: np.ndarray, radius: float, d: float) -> np.ndarray:
+    """Rotation, shear, stretch and a perspective tilt about `centre` (work pixels)."""
+    t = float(np.clip(rng.normal(0, 0.06), -0.2, 0.2))
+    k = float(np.clip(rng.normal(0, 0.12), -0.35, 0.35))
+    a = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]]) @ np.array(
+        [[math.exp(rng.normal(0, 0.08)), k], [0.0, 1.0]])
+    src = centre + radius * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)
+    dst = centre + (src - centre) @ a.T + rng.normal(0, 0.06 * d, (4, 2))
+    return _homography(src, dst)
+
+
+def _boxes_after(m: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Axis-aligned boxes [k, 4] (x0, y0, x1, y1) around the images of `boxes` under `m`."""
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        p = _apply(m, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float))
+        out.append([*p.min(0), *p.max(0)])
+    return np.array(out)
+
+
+def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draws `layout` as a photo: (uint8 [H, W, 3], boxes int64 [k, 4] left, top, width, height).
+
+    The boxes are the layout's, or (after a perspective warp) the axis-aligned boxes around the warped
+    ones, clipped to the image; the digits' ink lies inside them.
+    """
+    full_w, full_h = layout.width, layout.height
+    h_full = float(layout.boxes[0, 3])
+    scale = min(4.0, rng.uniform(*WORK_DIGIT_HEIGHT) / h_full)
+    ww, wh = max(1, round(full_w * scale)), max(1, round(full_h * scale))
+    sx, sy = ww / full_w, wh / full_h
+    xyxy = np.c_[layout.boxes[:, :2], layout.boxes[:, :2] + layout.boxes[:, 2:]].astype(float)
+    boxes = xyxy * [sx, sy, sx, sy]  # work pixels
+    d = float(boxes[0, 3] - boxes[0, 1])
+    union = np.r_[boxes[:, :2].min(0), boxes[:, 2:].max(0)]
+    ucx, ucy = (union[0] + union[2]) / 2, (union[1] + union[3]) / 2
+
+    scheme = rng.choice(list(SCHEME_P), p=np.asarray(list(SCHEME_P.values())))
+    wall = _colour(rng, rng.uniform(20, 235), rng.uniform(0, 1.2) ** 2)
+    if scheme == "wall":
+        base = wall
+    else:
+        light = {"dark_on_light": True, "light_on_dark": False}.get(scheme, rng.random() < 0.6)
+        base = _colour(rng, rng.uniform(150, 250) if light else rng.uniform(10, 110),
+                       rng.uniform(0, 0.7) if light else rng.uniform(0.2, 1.5))
+    ink = _contrasting(rng, base, lighter=None if scheme == "wall" else scheme == "light_on_dark")
+
+    # Background: textured wall, clutter, distractor text (none of it inside the number's area).
+    amp = rng.uniform(4, 30) if scheme == "wall" else rng.uniform(4, 55)
+    tint = (amp * (1.0 + rng.normal(0, 0.15, 3))).astype(np.float32)
+    bg = _texture(rng, wh, ww, d)[..., None] * tint + np.asarray(wall, np.float32)
+    bg_img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(bg_img)
+    keep_out = union + np.array([-1, -1, 1, 1]) * 0.25 * d
+    if rng.random() < P_CLUTTER:
+        for _ in range(int(rng.integers(1, 5))):
+            cx, cy = rng.uniform(-0.1, 1.1) * ww, rng.uniform(-0.1, 1.1) * wh
+            rw, rh = rng.uniform(0.05, 0.8) * ww, rng.uniform(0.05, 0.8) * wh
+            shape = (cx - rw / 2, cy - rh / 2, cx + rw / 2, cy + rh / 2)
+            if _rect_hits(shape, keep_out):
+                continue
+            colour = _colour(rng, rng.uniform(0, 255), rng.uniform(0, 1.5))
+            kind = rng.integers(4)
+            if kind == 0:
+                draw.rectangle(shape, fill=colour)
+            elif kind == 1:
+                draw.rectangle(shape, outline=colour, width=max(1, int(d * rng.uniform(0.05, 0.2))))
+            elif kind == 2:
+                draw.ellipse(shape, fill=colour)
+            else:
+                draw.line(shape, fill=colour, width=max(1, int(d * rng.uniform(0.03, 0.15))))
+    if rng.random() < P_DISTRACT:
+        for _ in range(int(rng.integers(1, 4))):
+            digits_text = rng.random() < 0.35
+            if digits_text:
+                text = "".join(str(c) for c in rng.integers(0, 10, int(rng.integers(1, 4))))
+                uw, uh = union[2] - union[0], union[3] - union[1]
+                forbid = union + np.array([-1, -1, 1, 1]) * np.array([0.25 * uw + 0.3 * d, 0.25 * uh + 0.3 * d] * 2)
+            else:
+                text = str(rng.choice(_WORDS)) if rng.random() < 0.6 else str(rng.choice(list(_LETTERS)))
+                forbid = union + np.array([-1, -1, 1, 1]) * 0.15 * d
+            th = max(5, int(d * rng.uniform(0.35, 1.0)))
+            mask = _text_mask(int(rng.integers(len(_FONT_NAMES))), text, th, rng.uniform(0.7, 1.1))
+            for _ in range(4):
+                x, y = int(rng.uniform(-0.2, 1.0) * ww), int(rng.uniform(-0.2, 1.0) * wh)
+                if not _rect_hits((x, y, x + mask.width, y + mask.height), forbid):
+                    colour = ink if rng.random() < 0.5 else _contrasting(rng, wall)
+                    bg_img.paste(colour, (x, y), mask)
+                    break
+
+    # Foreground: plaque or tiles, then the digits (shadow, outline, ink), on a transparent layer.
+    fg = Image.new("RGBA", (ww, wh), base + (0,))
+    fdraw = ImageDraw.Draw(fg)
+    if scheme in ("dark_on_light", "light_on_dark"):
+        px, py = d * rng.uniform(0.12, 0.7), d * rng.uniform(0.08, 0.45)
+        rect = (union[0] - px, union[1] - py, union[2] + px, union[3] + py)
+        border = max(1, round(d * rng.uniform(0.03, 0.1)))
+        outline = (ink if rng.random() < 0.6 else _colour(rng, rng.uniform(0, 255), 1.0)) + (255,)
+        has_border = rng.random() < 0.4
+        if rng.random() < 0.1:
+            ex, ey = 0.2 * (union[2] - union[0]) + 0.2 * d, 0.2 * d
+            fdraw.ellipse((rect[0] - ex, rect[1] - ey, rect[2] + ex, rect[3] + ey), fill=base + (255,),
+                          outline=outline if has_border else None, width=border)
+        else:
+            radius = rng.uniform(0, 0.45) * min(rect[2] - rect[0], rect[3] - rect[1])
+            fdraw.rounded_rectangle(rect, radius=radius, fill=base + (255,),
+                                    outline=outline if has_border else None, width=border)
+            if has_border and rng.random() < 0.3:
+                inset = border + max(1, round(d * 0.08))
+                fdraw.rounded_rectangle((rect[0] + inset, rect[1] + inset, rect[2] - inset, rect[3] - inset),
+                                        radius=max(0.0, radius - inset), outline=outline, width=1)
+    elif scheme == "tiles":
+        pad = d * rng.uniform(0.06, 0.2)
+        radius = d * rng.uniform(0, 0.2)
+        for x0, y0, x1, y1 in boxes:
+            fdraw.rounded_rectangle((x0 - pad, y0 - pad, x1 + pad, y1 + pad), radius=radius, fill=base + (255,))
+    font = int(rng.choice(len(_FONT_NAMES), p=_FONT_P))
+    condense = rng.uniform(0.75, 1.15)
+    bold = int(rng.choice([0, 3, 5], p=[0.5, 0.3, 0.2] if h_full >= 16 else [0.2, 0.4, 0.4]))
+    shadow = scheme != "tiles" and rng.random() < 0.3
+    shadow_colour = (0, 0, 0, 110) if scheme == "wall" else tuple(int(c * 0.55) for c in base) + (255,)
+    outline_colour = _contrasting(rng, ink) + (255,) if rng.random() < 0.1 else None
+    shadow_off = (d * rng.uniform(0.03, 0.1) * rng.choice([-1, 1]), d * rng.uniform(0.03, 0.1))
+    # Ink stays inside its box and mostly off its neighbours' ink: overlapping boxes split the overlap,
+    # but every digit keeps at least the middle 65 % of its box.
+    mid = (boxes[1:, 0] + boxes[:-1, 2]) / 2
+    ink_x0 = np.r_[boxes[0, 0], np.maximum(boxes[1:, 0], mid)]
+    ink_x1 = np.r_[np.minimum(boxes[:-1, 2], mid), boxes[-1, 2]]
+    centre, half = (boxes[:, 0] + boxes[:, 2]) / 2, 0.325 * (boxes[:, 2] - boxes[:, 0])
+    ink_x0, ink_x1 = np.minimum(ink_x0, centre - half), np.maximum(ink_x1, centre + half)
+    for label, x0, x1, (_, y0, _, y1) in zip(layout.labels, ink_x0, ink_x1, boxes):
+        g = _glyph(font, str(label % 10))
+        gh = max(3, round((y1 - y0) * rng.uniform(0.85, 1.0)))
+        natural = g.width * gh / g.height * condense  # the font's width, squeezed if the box is narrower
+        gw = max(2, min(round(natural), math.floor((x1 - x0) * rng.uniform(0.9, 1.0))))
+        mask = g.resize((gw, gh), Image.Resampling.BILINEAR)
+        if bold and gh >= 4 * bold:  # a heavier weight: dilate the ink
+            mask = mask.filter(ImageFilter.MaxFilter(bold))
+        x = int(round(x0 + rng.uniform(0, 1) * max(0.0, (x1 - x0) - gw)))
+        y = int(round(y0 + rng.uniform(0, 1) * max(0.0, (y1 - y0) - gh)))
+        if shadow:
+            fg.paste(shadow_colour, (x + round(shadow_off[0]), y + round(shadow_off[1])), mask)
+        if outline_colour is not None:
+            fg.paste(outline_colour, (x, y), mask.filter(ImageFilter.MaxFilter(3)))
+        fg.paste(ink + (255,), (x, y), mask)
+
+    # Perspective: warp the foreground about the number's centre (if it stays inside the image).
+    warped_any = False
+    if rng.random() < P_WARP:
+        m = _warp(rng, np.array([ucx, ucy]), max(union[2] - union[0], union[3] - union[1]) / 2 + d, d)
+        warped = _boxes_after(m, boxes)
+        if warped[:, :2].min() >= 0 and (warped[:, 2:] <= [ww, wh]).all():
+            inv = np.linalg.inv(m)
+            fg = fg.transform((ww, wh), Image.Transform.PERSPECTIVE, tuple((inv / inv[2, 2]).ravel()[:8]),
+                              Image.Resampling.BILINEAR)
+            boxes, warped_any = warped, True
+    bg_img.paste(fg, (0, 0), fg)
+
+    # Occlusion: a pole, wire or leaves across part of one digit.
+    if rng.random() < P_OCCLUDE:
+        x0, y0, x1, y1 = boxes[int(rng.integers(len(boxes)))]
+        colour = _colour(rng, rng.uniform(10, 140), rng.uniform(0, 1.5))
+        odraw = ImageDraw.Draw(bg_img)
+        if rng.random() < 0.5:
+            x = x0 + (x1 - x0) * rng.choice([rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.0)])
+            slant = d * rng.normal(0, 0.3)
+            odraw.line((x - slant, y0 - d, x + slant, y1 + d), fill=colour, width=max(1, round(d * rng.uniform(0.06, 0.15))))
+        else:
+            cx, cy = rng.choice([x0, x1]), rng.choice([y0, y1])
+            r = d * rng.uniform(0.1, 0.2)
+            odraw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+
+    # Optics: low resolution and blur, then scale to the full image size.
+    out = bg_img
+    if rng.random() < 0.35 and d > 13:  # digits keep at least ~10 px at the lowest resolution
+        f = rng.uniform(1.3, min(2.5, d / 10))
+        out = out.resize((max(1, round(ww / f)), max(1, round(wh / f))), Image.Resampling.BILINEAR).resize((ww, wh))
+    if rng.random() < 0.6:
+        out = out.filter(ImageFilter.GaussianBlur(d * rng.uniform(0.0, 0.035)))
+    if (ww, wh) != (full_w, full_h):
+        out = out.resize((full_w, full_h), rng.choice([Image.Resampling.BILINEAR, Image.Resampling.BICUBIC]))
+
+    # Light and sensor in one pass: a gradient, sometimes a soft cast shadow, colour cast, exposure, noise.
+    yy = np.linspace(-0.5, 0.5, full_h, dtype=np.float32)[:, None]
+    xx = np.linspace(-0.5, 0.5, full_w, dtype=np.float32)[None, :]
+    phi = rng.uniform(0, 2 * math.pi)
+    light = 1.0 + rng.uniform(-0.5, 0.5) * (math.cos(phi) * xx + math.sin(phi) * yy)
+    if rng.random() < 0.15:
+        side = math.cos(phi + 1.0) * xx + math.sin(phi + 1.0) * yy - rng.uniform(-0.3, 0.3)
+        light = light * (1.0 - rng.uniform(0.2, 0.5) * np.clip(0.5 + side / rng.uniform(0.02, 0.1), 0, 1))
+    gain = (rng.uniform(0.7, 1.2) * (1.0 + rng.normal(0, 0.06, 3))).astype(np.float32)
+    img = np.asarray(out, np.float32) * (light[..., None] * gain) + np.float32(rng.uniform(-15, 15))
+    sigma = rng.uniform(0, 9)
+    if sigma > 1:
+        img += np.float32(sigma) * rng.standard_normal((full_h, full_w, 3 if rng.random() < 0.5 else 1),
+                                                       dtype=np.float32)
+    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    if rng.random() < P_JPEG:
+        buf = io.BytesIO()
+        out.save(buf, format="JPEG", quality=int(rng.integers(20, 86)))
+        out = Image.open(buf).convert("RGB")
+    image = np.asarray(out)
+
+    # Final boxes in full-resolution pixels, rounded outwards, inside the image.
+    if warped_any:
+        full = boxes / [sx, sy, sx, sy]
+        x0y0 = np.clip(np.floor(full[:, :2]), 0, None)
+        x1y1 = np.minimum(np.ceil(full[:, 2:]), [full_w, full_h])
+        final = np.c_[x0y0, x1y1 - x0y0].astype(np.int64)
+    else:
+        final = layout.boxes.copy()
+    return image, final
+
+
+# --- Releases ------------------------------------------------------------------------------------
+
+def render_example(seed: int, index: int) -> tuple[np.ndarray, tuple[DigitBox, ...]]:
+    """Example `index` (0-based) of the release `seed`: (uint8 [H, W, 3], its digit boxes)."""
+    geometry, appearance = example_rngs(seed, index)
+    layout = sample_layout(geometry)
+    image, boxes = render(layout, appearance)
+    return image, tuple(DigitBox(label=int(lab), left=float(l), top=float(t), width=float(w), height=float(h))
+                        for lab, (l, t, w, h) in zip(layout.labels, boxes))
+
+
+def _write_range(task: tuple[str, int, int, int]) -> list[tuple[DigitBox, ...]]:
+    folder, seed, start, stop = task
+    out = []
+    for index in range(start, stop):
+        image, boxes = render_example(seed, index)
+        Image.fromarray(image).save(os.path.join(folder, f"{index + 1}.png"), format="PNG", compress_level=1)
+        out.append(boxes)
+    return out
+
+
+def write_release(folder: str | os.PathLike, num: int, seed: int, *, workers: int = 2,
+                  chunk: int = 50) -> list[Entry]:
+    """Writes `num` examples as ``folder/{1..num}.png`` + ``folder/digitStruct.mat`` (SVHN format 1).
+
+    Image ``i.png`` is `render_example(seed, i - 1)`, so the bytes depend only on (seed, num), not on
+    `workers`. The folder is built under a temporary name and renamed into place when complete; an
+    existing `folder` is an error. Returns the entries written to ``digitStruct.mat``.
+    """
+    folder = Path(folder)
+    if num < 1:
+        raise ValueError(f"{folder}: a release needs at least one image, got num={num}")
+    if folder.exists():
+        raise FileExistsError(f"{folder} already exists; remove it or choose another output folder")
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        tasks = [(str(tmp), int(seed), start, min(start + chunk, num)) for start in range(0, num, chunk)]
+        if workers > 1 and len(tasks) > 1:
+            with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+                results = list(pool.imap(_write_range, tasks))
+        else:
+            results = [_write_range(task) for task in tasks]
+        entries = [Entry(name=f"{i + 1}.png", boxes=boxes)
+                   for i, boxes in enumerate(itertools.chain.from_iterable(results))]
+        write_digitstruct(tmp / "digitStruct.mat", entries)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return entries

@@ -1,0 +1,98 @@
+"""Start-up and latency of `svhn_jax.predict` on one image, as JSON.
+
+  python scripts/benchmark_predict.py [--workdir=W] [--image=PATH] [--repeats=3] [--out=FILE.json]
+
+- ``cold_s``: a whole `python -m svhn_jax.predict` call with an empty compilation cache;
+- ``warm_s``: the same call again, the compiled programs now read from the persistent cache;
+  both are medians over ``--repeats`` (cold, warm) pairs, each with a fresh cache folder;
+  ``compile_saved_s`` is the difference;
+- ``in_process_first_s`` / ``in_process_ms``: inside one process without the cache, the first
+  image (tracing + compilation) and then the median of later ones (the model alone).
+
+Without ``--workdir`` a tiny run of configs/test.py is trained first in a temporary folder (its
+accuracy is irrelevant here: only the shapes matter for the timings).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", "", "A trained run ('' -> train configs/test.py in a temporary folder).")
+flags.DEFINE_string("image", "", "The image to read ('' -> a generated 96x64 PNG).")
+flags.DEFINE_integer("repeats", 3, "(cold, warm) call pairs and in-process calls to take the median of.")
+flags.DEFINE_string("out", "", "Also write the JSON here.")
+
+
+def timed_call(workdir: Path, image: Path, cache: Path) -> float:
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "svhn_jax.predict", f"--workdir={workdir}",
+                             f"--cache_dir={cache}", str(image)], cwd=REPO, env=env,
+                            capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"predict failed: {result.stderr.strip().splitlines()[-1:]}")
+    return elapsed
+
+
+def in_process(workdir: Path, image: Path, repeats: int) -> tuple[float, float]:
+    from svhn_jax import predict
+    reader = predict.Reader.load(workdir)
+    x = predict.preprocess(predict.load_image(image), reader.config.recipe)[None]
+    start = time.perf_counter()
+    reader.read(x)
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        reader.read(x)
+        times.append(time.perf_counter() - start)
+    return first, statistics.median(times)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
+        tmp = Path(tmp)
+        workdir = Path(FLAGS.workdir) if FLAGS.workdir else tmp / "run"
+        if not FLAGS.workdir:
+            from configs import test as test_config
+            from svhn_jax import train
+            config = test_config.get_config()
+            config.data_dir = str(tmp / "data")
+            train.train_and_evaluate(config, workdir)
+        image = Path(FLAGS.image) if FLAGS.image else tmp / "image.png"
+        if not FLAGS.image:
+            Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(image)
+        colds, warms = [], []
+        for r in range(FLAGS.repeats):  # interleaved, so a load change on the machine hits both alike
+            cache = tmp / f"jax_cache_{r}"
+            colds.append(timed_call(workdir, image, cache))
+            warms.append(timed_call(workdir, image, cache))
+        cold, warm = statistics.median(colds), statistics.median(warms)
+        first, steady = in_process(workdir, image, FLAGS.repeats)
+        import jax
+        result = {"benchmark": "predict_one_image", "cold_s": round(cold, 3), "warm_s": round(warm, 3),
+                  "compile_saved_s": round(cold - warm, 3), "in_process_first_s": round(first, 3),
+                  "in_process_ms": round(1000 * steady, 2), "repeats": FLAGS.repeats,
+                  "device": jax.devices()[0].device_kind, "workdir": str(workdir) if FLAGS.workdir else None}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if FLAGS.out:
+        Path(FLAGS.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,394 @@
+"""Evaluation report of a finished run: figures plus a markdown summary.
+
+  python -m svhn_jax.report --workdir=W
+
+Reads W/eval_predictions.npz (required), W/metrics.jsonl, W/final_metrics.json and W/config.json
+(optional), and writes W/report.md with the PNG figures in W/figures/: data distributions (digit
+classes, sequence lengths; evaluation set, plus the training set when its split file is at hand),
+training and evaluation curves, digit and length confusion, accuracy per length, the
+coverage-accuracy curve, and grids of correct and incorrect examples. Every metric is recomputed
+from the predictions with `svhn_jax.metrics`. Each file is written whole (temporary file, then
+renamed), so a failure never leaves a half-written one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from svhn_jax import metrics  # noqa: E402
+from svhn_jax.data.store import decode_labels  # noqa: E402
+
+FIGURES = ("digit_distribution.png", "length_distribution.png", "training_curves.png", "digit_confusion.png",
+           "length_confusion.png", "accuracy_per_length.png", "coverage.png", "examples_correct.png",
+           "examples_incorrect.png")  # written into W/figures/
+GRID = (4, 8)  # rows, columns of the example grids
+
+
+class ReportError(RuntimeError):
+    """The workdir cannot be reported on; the message is one line for the user."""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl -> records; a line that does not parse (a crash mid-write) is skipped."""
+    records = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "step" in record:
+                records.append(record)
+    return records
+
+
+def read_predictions(path: Path) -> dict[str, np.ndarray]:
+    keys = ("pred_lengths", "pred_digits", "confidence", "true_lengths", "true_digits")
+    if not path.exists():
+        raise ReportError(f"{path} is missing: the run has not finished its final evaluation")
+    try:
+        with np.load(path) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise ReportError(f"{path}: unreadable ({e})") from None
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ReportError(f"{path}: missing arrays {missing}")
+    return data
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path}: not valid JSON ({e})") from None
+
+
+def training_labels(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lengths, digits) of the training split files when they are on disk, else None."""
+    import h5py
+    import ml_collections
+
+    from svhn_jax.data import sources
+    try:
+        c = ml_collections.ConfigDict(config)
+        paths = ([Path(p) for p in str(c.train_file).split(",")] if c.dataset == "hdf5"
+                 else [sources.split_file(c, s) for s in c.train_splits])
+        if not paths or not all(p.is_file() for p in paths):
+            return None
+        parts = []
+        for p in paths:
+            with h5py.File(p, "r") as f:
+                parts.append((f["lengths"][...], f["digits"][...]))
+        return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
+    except Exception:  # noqa: BLE001 - the training distribution is optional
+        return None
+
+
+# ----------------------------------------------------------------------------- figures
+
+def _save(fig: Figure, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    try:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _note(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+def fig_distribution(title: str, classes: list[str], series: dict[str, np.ndarray]) -> Figure:
+    """Grouped bars of the fraction of each class, one bar group per data set."""
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(classes))
+    for i, (name, counts) in enumerate(series.items()):
+        total = max(int(counts.sum()), 1)
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, counts / total, width, label=f"{name} (n={total:,})")
+    ax.set_xticks(x, classes)
+    ax.set_ylabel("fraction")
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def _curve_name(key: str) -> str | None:
+    """metrics.jsonl key -> panel name: train "loss" and eval "eval_loss" share the panel "loss"."""
+    name = key.removeprefix("eval_")
+    skip = name in ("step", "split", "num_eval_examples", "digits_missed") or name.startswith("threshold_at_")
+    return None if skip else name
+
+
+def fig_curves(history: list[dict[str, Any]]) -> Figure:
+    """One panel per logged scalar (train and eval of the same quantity together), one line per split."""
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for r in history:
+        for k, v in r.items():
+            name = _curve_name(k)
+            if name and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                series.setdefault(name, {}).setdefault(str(r.get("split", "")), []).append((r["step"], v))
+    order = ["loss", "sequence_accuracy", "digit_accuracy", "length_accuracy", "learning_rate"]
+    names = sorted(series, key=lambda n: (order.index(n) if n in order else len(order), n))
+    cols = min(3, max(len(names), 1))
+    rows = max(math.ceil(len(names) / cols), 1)
+    fig = Figure(figsize=(4.5 * cols, 3.2 * rows), layout="constrained")
+    if not names:
+        _note(fig.add_subplot(), "no metrics.jsonl records")
+        return fig
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for split, points in sorted(series[name].items(), key=lambda kv: (kv[0] != "train", kv[0])):
+            steps, values = zip(*sorted(points))
+            ax.plot(steps, values, marker="o" if len(points) < 20 else None, label=split)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.legend()
+    return fig
+
+
+def fig_confusion(confusion: np.ndarray, labels: list[str], title: str, xlabel: str, ylabel: str) -> Figure:
+    """Heat map normalised per row (true class), with the counts written in each cell."""
+    rows = confusion.sum(1, keepdims=True)
+    share = confusion / np.maximum(rows, 1)
+    fig = Figure(figsize=(0.55 * len(labels) + 2.5, 0.5 * len(labels) + 1.5))
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="fraction of the row")
+    for (i, j), n in np.ndenumerate(confusion):
+        if n:
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                    color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig
+
+
+def fig_accuracy_per_length(accuracy: np.ndarray, count: np.ndarray) -> Figure:
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    lengths = [k for k in range(1, len(count)) if count[k]]
+    ax.bar(range(len(lengths)), [accuracy[k] for k in lengths], color="tab:blue")
+    ax.set_xticks(range(len(lengths)), [str(k) for k in lengths])
+    for i, k in enumerate(lengths):
+        ax.text(i, accuracy[k], f"{accuracy[k]:.1%}\nn={count[k]:,}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, 1.15)
+    ax.set_xlabel("true length")
+    ax.set_ylabel("sequence accuracy")
+    return fig
+
+
+def fig_coverage(confidence: np.ndarray, correct: np.ndarray, targets: tuple[float, ...]) -> Figure:
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    coverage, accuracy, _ = metrics.coverage_curve(confidence, correct)
+    ax.plot(np.r_[0.0, coverage], np.r_[accuracy[:1], accuracy], drawstyle="steps-pre")
+    for target in targets:
+        cov, _ = metrics.coverage_at_accuracy(confidence, correct, target)
+        ax.axhline(target, color="grey", lw=0.8, ls="--")
+        ax.plot([cov], [target], "o", label=f"{cov:.1%} coverage at {target:.0%} accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("coverage (most confident answered first)")
+    ax.set_ylabel("accuracy of the answered")
+    ax.legend(loc="lower left")
+    return fig
+
+
+def fig_examples(images: np.ndarray, true: list[str], pred: list[str], confidence: np.ndarray,
+                 title: str) -> Figure:
+    """A grid of examples drawn as one mosaic (one axes: fast), each titled true / read / confidence."""
+    rows, cols = GRID
+    fig = Figure(figsize=(1.3 * cols, 1.55 * rows + 0.4))
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.set_axis_off()
+    if len(images) == 0:
+        ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    n, h, w, c = images.shape
+    rows = min(rows, math.ceil(n / cols))
+    pad_h, pad_w = h // 2, w // 8  # room above each image for its caption
+    mosaic = np.full((rows * (h + pad_h), cols * (w + pad_w), 3), 255, np.uint8)
+    for i in range(min(n, rows * cols)):
+        r, k = divmod(i, cols)
+        top, left = r * (h + pad_h) + pad_h, k * (w + pad_w)
+        mosaic[top:top + h, left:left + w] = images[i] if c == 3 else images[i][..., :1]
+        ax.text(left + w / 2, top - 1, f"true {true[i]}\nread {pred[i] or '-'} {confidence[i]:.2f}",
+                ha="center", va="bottom", fontsize=7, color="black" if true[i] == pred[i] else "tab:red")
+    ax.imshow(mosaic, interpolation="nearest")
+    return fig
+
+
+# ----------------------------------------------------------------------------- report
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def write_report(workdir: str | os.PathLike, targets: tuple[float, ...] = metrics.COVERAGE_TARGETS) -> Path:
+    """Writes W/report.md and W/figures/*.png; returns the report's path."""
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise ReportError(f"{workdir}: no such workdir")
+    preds = read_predictions(workdir / "eval_predictions.npz")
+    config = read_json(workdir / "config.json")
+    final = read_json(workdir / "final_metrics.json")
+    history = read_history(workdir / "metrics.jsonl")
+
+    p_len, p_dig, conf = preds["pred_lengths"], preds["pred_digits"], preds["confidence"]
+    t_len, t_dig = preds["true_lengths"], preds["true_digits"]
+    m = metrics.evaluation_metrics(p_len, p_dig, conf, t_len, t_dig, targets)
+    correct = metrics.sequence_correct(p_dig, t_dig)
+    per_length, count = metrics.accuracy_per_length(correct, t_len)
+
+    def digit_counts(lengths: np.ndarray, digits: np.ndarray) -> np.ndarray:
+        inside = np.arange(digits.shape[1])[None, :] < lengths[:, None]
+        return np.bincount(digits[inside], minlength=10)[:10]
+
+    digit_series = {"eval": digit_counts(t_len, t_dig)}
+    length_series = {"eval": np.bincount(t_len, minlength=6)[1:6]}
+    train = training_labels(config) if config else None
+    if train is not None:
+        digit_series = {"train": digit_counts(*train), **digit_series}
+        length_series = {"train": np.bincount(train[0], minlength=6)[1:6], **length_series}
+
+    true_text = decode_labels(t_len, t_dig)
+    pred_text = decode_labels(p_len, p_dig)
+    images = preds.get("images", np.zeros((0, 1, 1, 1), np.uint8))
+    shown = len(images)
+    ok = np.flatnonzero(correct[:shown])
+    bad = np.flatnonzero(~correct[:shown])
+    bad = bad[np.argsort(-conf[bad], kind="stable")]  # the most confident mistakes first
+
+    def grid(index: np.ndarray, title: str) -> Figure:
+        index = index[: GRID[0] * GRID[1]]
+        return fig_examples(images[index], [true_text[i] for i in index], [pred_text[i] for i in index],
+                            conf[index], title)
+
+    builders: dict[str, Callable[[], Figure]] = {
+        "digit_distribution.png": lambda: fig_distribution("Digit classes", [str(d) for d in range(10)],
+                                                           digit_series),
+        "length_distribution.png": lambda: fig_distribution("Sequence lengths", [str(k) for k in range(1, 6)],
+                                                            length_series),
+        "training_curves.png": lambda: fig_curves(history),
+        "digit_confusion.png": lambda: fig_confusion(np.array(m["eval_digit_confusion"]),
+                                                     [str(d) for d in range(10)], "Digit confusion",
+                                                     "predicted digit", "true digit"),
+        "length_confusion.png": lambda: fig_confusion(np.array(m["eval_length_confusion"]),
+                                                      [str(k) for k in range(6)], "Length confusion",
+                                                      "predicted length", "true length"),
+        "accuracy_per_length.png": lambda: fig_accuracy_per_length(per_length, count),
+        "coverage.png": lambda: fig_coverage(conf, correct, targets),
+        "examples_correct.png": lambda: grid(ok, "Correct (in evaluation order)"),
+        "examples_incorrect.png": lambda: grid(bad, "Incorrect (most confident first)"),
+    }
+    figures = workdir / "figures"
+    figures.mkdir(exist_ok=True)
+    for name in FIGURES:
+        _save(builders[name](), figures / name)
+
+    text = _markdown(workdir, config, final, m, per_length, count, targets, shown, train is not None)
+    path = workdir / "report.md"
+    tmp = path.with_name(f".report.md.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _markdown(workdir: Path, config: dict[str, Any], final: dict[str, Any], m: dict[str, Any],
+              per_length: np.ndarray, count: np.ndarray, targets: tuple[float, ...], shown: int,
+              have_train: bool) -> str:
+    key = metrics.target_key
+    lines = [f"# Evaluation report: {workdir.resolve().name}", ""]
+    if config:
+        lines += [f"Model `{config.get('model')}` (head `{config.get('head')}`), dataset "
+                  f"`{config.get('dataset')}`, recipe `{config.get('recipe')}`, evaluated on split "
+                  f"`{config.get('eval_split')}` after {final.get('step', config.get('num_train_steps'))} steps.", ""]
+    lines += ["## Results", "", "| metric | value |", "|---|---|",
+              f"| sequence accuracy | {m['eval_sequence_accuracy']:.2%} |",
+              f"| digit accuracy | {m['eval_digit_accuracy']:.2%} |",
+              f"| length accuracy | {m['eval_length_accuracy']:.2%} |",
+              f"| examples evaluated | {m['num_eval_examples']:,} |"]
+    for t in targets:
+        thr = m[f"eval_threshold_at_{key(t)}"]
+        lines.append(f"| coverage at {t:.0%} accuracy | {m[f'eval_coverage_at_{key(t)}']:.2%} "
+                     f"(confidence ≥ {_fmt(thr)}) |")
+    for k in ("eval_loss", "train_images_per_second", "wall_seconds", "device_kind", "device_count",
+              "params_sha256"):
+        if k in final:
+            lines.append(f"| {k} | {_fmt(final[k])} |")
+    lines += ["", "Coverage: answering the most confident examples first, the largest fraction that can "
+              "be answered with the accuracy of the answered ones at the target; confidence is the "
+              "probability of the decoded sequence.", "",
+              "## Accuracy per length", "", "| true length | examples | sequence accuracy |", "|---|---|---|"]
+    lines += [f"| {k} | {count[k]:,} | {per_length[k]:.2%} |" for k in range(1, 6) if count[k]]
+    lines += ["", "![accuracy per length](figures/accuracy_per_length.png)", "",
+              "## Coverage", "", "![coverage](figures/coverage.png)", "",
+              "## Confusion", "",
+              "Digit confusion: rows the true digit, columns the predicted one, over the positions inside "
+              f"the true length where a digit was predicted ({m['eval_digits_missed']:,} true digits fell "
+              "after the end of the predicted sequence and are not counted). Cells are shaded by the "
+              "fraction of their row and show counts.", "",
+              "![digit confusion](figures/digit_confusion.png)", "",
+              "![length confusion](figures/length_confusion.png)", "",
+              "## Data", "",
+              "Evaluation set" + (" and training set" if have_train else
+                                   " (the training split files are not on this machine)") + ".", "",
+              "![digit classes](figures/digit_distribution.png)", "",
+              "![sequence lengths](figures/length_distribution.png)", "",
+              "## Training", "", "![curves](figures/training_curves.png)", "",
+              "## Examples", "",
+              f"From the first {shown:,} evaluation images: correct ones in order, incorrect ones most "
+              "confident first (titles: true label, what was read, confidence).", "",
+              "![correct](figures/examples_correct.png)", "", "![incorrect](figures/examples_incorrect.png)", ""]
+    return "\n".join(lines)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The CLI's flags, defined only when run as a program (importing this module defines none)."""
+    flags.DEFINE_string("workdir", None, "The run's working directory.")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1 or not FLAGS.workdir:
+        print("usage: python -m svhn_jax.report --workdir=W", file=sys.stderr)
+        return 2
+    try:
+        path = write_report(FLAGS.workdir)
+    except (ReportError, OSError) as e:
+        print(f"report: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} and {len(FIGURES)} figures in {path.parent / 'figures'}")
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny configs whose generated data is made once per test session."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def tiny_config(data_dir):
+    """configs/test.py with its data under the session's data dir."""
+    from configs import test as test_config
+
+    def make(**overrides):
+        c = test_config.get_config()
+        c.data_dir = str(data_dir)
+        for k, v in overrides.items():
+            setattr(c, k, v)
+        return c
+    return make
+
+
+def run_module(module: str, *args: str, devices: int = 1, timeout: int = 300,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs `python -m module args...` in a fresh process with `devices` fake CPU devices."""
+    full_env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+                "JAX_PLATFORMS": "cpu", **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

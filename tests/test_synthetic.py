@@ -1,0 +1,141 @@
+"""The synthetic SVHN renderer: determinism, exact labels in digitStruct.mat, boxes, fitted statistics."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from svhn_jax.data import synthetic
+from svhn_jax.data.digitstruct import read_digitstruct
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = REPO.parent / "shared" / "data" / "svhn_train_labels.json"
+
+
+def _chi2(counts: np.ndarray, probs: np.ndarray) -> float:
+    expected = counts.sum() * probs / probs.sum()
+    return float(np.sum((counts - expected) ** 2 / expected))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_same_seed_gives_identical_bytes_whatever_the_workers(tmp_path):
+    a = synthetic.write_release(tmp_path / "a" / "train", 14, seed=7, workers=2, chunk=4)
+    time.sleep(1.02 - time.time() % 1)  # a new wall-clock second: timestamps in a file would show
+    b = synthetic.write_release(tmp_path / "b" / "train", 14, seed=7, workers=1)
+    files_a, files_b = _files(tmp_path / "a" / "train"), _files(tmp_path / "b" / "train")
+    assert sorted(files_a) == sorted([f"{i}.png" for i in range(1, 15)] + ["digitStruct.mat"])
+    assert files_a == files_b
+    assert a == b
+    c = synthetic.write_release(tmp_path / "c" / "train", 14, seed=8, workers=1)
+    assert files_a["1.png"] != _files(tmp_path / "c" / "train")["1.png"] and a != c
+
+
+def test_digitstruct_round_trips_to_the_drawn_labels_and_boxes(tmp_path):
+    folder = tmp_path / "test"
+    entries = synthetic.write_release(folder, 25, seed=3, workers=1)
+    assert read_digitstruct(folder / "digitStruct.mat") == entries
+    for i, entry in enumerate(entries):
+        image, boxes = synthetic.render_example(3, i)
+        layout = synthetic.sample_layout(synthetic.example_rngs(3, i)[0])
+        assert entry.name == f"{i + 1}.png"
+        assert entry.boxes == boxes
+        assert tuple(b.label for b in entry.boxes) == layout.labels
+        with Image.open(folder / entry.name) as png:
+            assert png.mode == "RGB"
+            np.testing.assert_array_equal(np.asarray(png), image)
+        assert image.shape == (layout.height, layout.width, 3)
+
+
+def test_boxes_lie_inside_the_images_and_hold_ink_of_one_digit_each():
+    for i in range(150):
+        image, boxes = synthetic.render_example(11, i)
+        h, w = image.shape[:2]
+        for b in boxes:
+            assert 1 <= b.label <= 10
+            assert b.width >= 1 and b.height >= 1
+            assert 0 <= b.left and b.left + b.width <= w and 0 <= b.top and b.top + b.height <= h
+            assert float(b.left).is_integer() and float(b.height).is_integer()
+        lefts = [b.left for b in boxes]
+        assert lefts == sorted(lefts)  # left to right, as in SVHN
+
+
+def test_layout_distributions_match_the_fitted_constants():
+    layouts = [synthetic.sample_layout(synthetic.example_rngs(5, i)[0]) for i in range(4000)]
+    lengths = np.bincount([len(l.labels) for l in layouts], minlength=6)[1:]
+    # Five digits are too rare (p=0.0003) for a chi-square cell of their own: merge them into four.
+    merged_counts = np.r_[lengths[:3], lengths[3:].sum()]
+    merged_p = np.r_[synthetic.LENGTH_P[:3], sum(synthetic.LENGTH_P[3:])]
+    assert _chi2(merged_counts, merged_p) < 16.27  # chi-square, 3 dof, p = 0.001
+    first = np.bincount([l.labels[0] % 10 for l in layouts], minlength=10)
+    later = np.bincount([d % 10 for l in layouts for d in l.labels[1:]], minlength=10)
+    assert _chi2(first[1:], np.asarray(synthetic.FIRST_DIGIT_P[1:])) < 27.88  # 9 dof (0 is too rare first)
+    assert _chi2(later, np.asarray(synthetic.LATER_DIGIT_P)) < 27.88  # 9 dof, p = 0.001
+    heights = np.array([l.height for l in layouts])
+    assert abs(np.median(heights) / synthetic.IMAGE_HEIGHT_Q[5] - 1) < 0.08
+    digit_h = np.array([l.boxes[0, 3] / l.height for l in layouts])
+    assert abs(np.median(digit_h) - synthetic.DIGIT_HEIGHT_FRAC_Q[5]) < 0.03
+    aspects = {d: [] for d in range(10)}
+    for l in layouts:
+        for lab, (_, _, bw, bh) in zip(l.labels, l.boxes):
+            aspects[lab % 10].append(bw / bh)
+    for d in range(10):
+        assert abs(np.median(aspects[d]) - synthetic.BOX_ASPECT_Q[d][5]) < 0.04, d
+    ratios = np.array([l.width / l.height for l in layouts if len(l.labels) == 2])
+    assert abs(np.median(ratios) - synthetic.IMAGE_ASPECT_Q[1][5]) < 0.08
+    for l in layouts:
+        assert (l.boxes[:, :2] >= 0).all() and (l.boxes[:, 0] + l.boxes[:, 2] <= l.width).all()
+        assert (l.boxes[:, 1] + l.boxes[:, 3] <= l.height).all()
+
+
+@pytest.mark.skipif(not LABELS.is_file(), reason="needs ../shared/data/svhn_train_labels.json")
+def test_constants_are_the_ones_the_fitting_script_prints():
+    spec = importlib.util.spec_from_file_location("fit_synth_stats", REPO / "scripts" / "fit_synth_stats.py")
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    constants = fit.fit(json.loads(LABELS.read_text()))
+    for name, value in constants.items():
+        assert getattr(synthetic, name) == value, name
+
+
+def test_cli_writes_a_release_and_refuses_to_overwrite(tmp_path):
+    cmd = [sys.executable, "-m", "svhn_jax.synth", f"--out={tmp_path}", "--split=extra", "--num=3",
+           "--seed=1", "--workers=1"]
+    ok = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert ok.returncode == 0, ok.stderr
+    assert sorted(p.name for p in (tmp_path / "extra").iterdir()) == ["1.png", "2.png", "3.png", "digitStruct.mat"]
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode != 0
+    assert "already exists" in again.stderr and "Traceback" not in again.stderr
+    bad = subprocess.run(cmd[:3] + ["--num=0"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert not any(p.name.startswith("extra.tmp") for p in tmp_path.iterdir())
+
+
+def test_synthetic_splits_are_rendered_releases_ingested_like_real_svhn(tmp_path):
+    from configs import test as test_config
+    from svhn_jax.data import sources, store
+
+    c = test_config.get_config()
+    c.data_dir, c.num_synthetic_train, c.num_synthetic_test = str(tmp_path), 30, 12
+    (train,), test = sources.ensure_splits(c)
+    for split, path, num in (("train", train, 30), ("test", test, 12)):
+        entries = read_digitstruct(tmp_path / "synthetic" / "raw" / split / "digitStruct.mat")
+        data = store.read_split(path)
+        assert data.images.shape == (num, 32, 32, 1) and data.attrs["recipe"] == "seed32_grey"
+        assert list(data.filenames) == [e.name for e in entries]
+        assert store.decode_labels(data.lengths, data.digits) == [
+            "".join(str(b.label % 10) for b in e.boxes) for e in entries]
+    # The raw release is exactly what the CLI writes for the split's seed.
+    cli = synthetic.write_release(tmp_path / "cli" / "test", 12, seed=sources._SYNTHETIC_SEEDS["test"], workers=1)
+    assert cli == entries
+    assert _files(tmp_path / "cli" / "test") == _files(tmp_path / "synthetic" / "raw" / "test")
