@@ -48,7 +48,7 @@ def benchmark(num: int = 4000, workers: int = 2, *, num_render: int = 500, seed:
         image, boxes = synthetic.render_example(seed, i)
         render_cpu += time.process_time() - t
         t = time.process_time()
-        Image.fromarray(image).save(io.BytesIO(), format="PNG", compress_level=1)
+        Image.fromarray(image).save(io.BytesIO(), **synthetic.PNG_OPTIONS)
         png_cpu += time.process_time() - t
         entries.append(Entry(f"{i + 1}.png", boxes))
     wall = time.perf_counter() - wall

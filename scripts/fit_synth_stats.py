@@ -8,8 +8,8 @@ length and digit distributions, and quantile tables (at `Q_PROBS`) of image heig
 fraction of the image height, box aspect per digit, horizontal gap and vertical step between
 neighbouring boxes, image aspect per length and where the number sits in the image, plus the
 correlations that tie these together (height vs. digit fraction; box aspects, gaps and steps of
-neighbouring digits of one image), as Gaussian-copula correlations (from Spearman's). Images with more than 5 digits are
-left out, as the recipes drop them.
+neighbouring digits of one image) as Gaussian-copula correlations (from Spearman's). Images with more
+than 5 digits are left out, as the recipes drop them.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ the title; the bottom row shows what the seed recipe sees (the union of the boxe
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                  fontsize=9)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100)
+    Image.open(buf).convert("RGB").quantize(256).save(args.out, optimize=True)  # a 256-colour PNG: small
     print(args.out)
     return 0
 

@@ -12,20 +12,41 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from svhn_jax import compilation_cache, train
+from svhn_jax import compilation_cache, parallel, train
 from svhn_jax.data.sources import DataMissingError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where the run writes everything (and resumes from).")
 flags.DEFINE_bool("overwrite", False, "Allow a workdir that holds a run of another config.")
+flags.DEFINE_string("coordinator_address", "", "Multi-process: HOST:PORT of process 0's coordinator.")
+flags.DEFINE_integer("num_processes", 0, "Multi-process: how many processes take part.")
+flags.DEFINE_integer("process_id", -1, "Multi-process: this process's index, 0..num_processes-1.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def quiet_libraries() -> None:
-    """Keeps orbax's per-save INFO chatter out of the console (warnings still show)."""
-    absl_logging.get_absl_handler().addFilter(
-        lambda r: r.levelno >= logging.WARNING or "/orbax/" not in r.pathname)
+    """Keeps library noise out of the console; our own errors are reported in one line.
+
+    Orbax's per-save INFO chatter is dropped and its error records lose their tracebacks (a failed
+    checkpoint write is reported by the run itself). When a write fails, tensorstore's callbacks
+    can still fire into orbax's closed event loop and print "Event loop is closed" tracebacks
+    as unraisable exceptions; those are dropped too.
+    """
+    def orbax_filter(record: logging.LogRecord) -> bool:
+        if "/orbax/" not in record.pathname:
+            return True
+        record.exc_info, record.exc_text = None, None
+        return record.levelno >= logging.WARNING
+
+    absl_logging.get_absl_handler().addFilter(orbax_filter)
+    default_unraisable = sys.unraisablehook
+
+    def unraisablehook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError)
+                and str(unraisable.exc_value) == "Event loop is closed"):
+            default_unraisable(unraisable)
+    sys.unraisablehook = unraisablehook
 
 
 def main(argv: list[str]) -> None:
@@ -34,6 +55,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
+        parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
     except (train.RunError, DataMissingError, ValueError) as e:
         sys.exit(f"error: {e}")

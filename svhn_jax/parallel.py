@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import os
+
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -24,6 +26,34 @@ AXIS = "data"
 MODES = ("shard_map", "pmap")
 
 PyTree = Any
+
+
+def cluster_detected(env: dict[str, str] | None = None) -> bool:
+    """True inside a multi-process job that ``jax.distributed.initialize()`` can configure by itself:
+    SLURM (srun with several tasks), Open MPI (mpirun -n N), a multi-host Cloud TPU slice."""
+    env = os.environ if env is None else env
+    return (int(env.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_JOB_ID" in env
+            or int(env.get("OMPI_COMM_WORLD_SIZE", "1") or 1) > 1
+            or "," in env.get("TPU_WORKER_HOSTNAMES", ""))
+
+
+def initialize_distributed(coordinator_address: str = "", num_processes: int = 0, process_id: int = -1) -> bool:
+    """Joins a multi-process run through JAX's own runtime (``jax.distributed``).
+
+    Explicit values win (all three are needed); otherwise JAX's cluster detection is used where
+    `cluster_detected`; otherwise this is a single-process run. Returns True when distributed.
+    Must run before anything touches the devices.
+    """
+    if coordinator_address or num_processes or process_id >= 0:
+        if not (coordinator_address and num_processes > 0 and 0 <= process_id < num_processes):
+            raise ValueError("multi-process runs need --coordinator_address=HOST:PORT, --num_processes=N "
+                             "and --process_id in 0..N-1 together")
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+        return True
+    if cluster_detected():
+        jax.distributed.initialize()
+        return True
+    return False
 
 
 def check_divisible(global_batch: int, name: str = "batch_size") -> None:

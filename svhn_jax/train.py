@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from absl import logging
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
@@ -139,7 +140,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
     opt_updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, opt_updates),
                               opt_state=opt_state, batch_stats=updates.get("batch_stats", state.batch_stats))
-    step_metrics = {"loss": loss, **_batch_metrics(logits, batch["lengths"], batch["digits"])}
+    step_metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+                    **_batch_metrics(logits, batch["lengths"], batch["digits"])}
     return new_state, jax.lax.pmean(step_metrics, AXIS)
 
 
@@ -219,6 +221,33 @@ def _checkpoint_manager(workdir: Path, config: ml_collections.ConfigDict) -> ocp
     return ocp.CheckpointManager((workdir / "checkpoints").absolute(), options=options)
 
 
+def _save(manager: ocp.CheckpointManager, step: int, state: Any, workdir: Path) -> None:
+    """Saves a checkpoint; a failed write (disk full, ...) stops the run and keeps the earlier ones.
+
+    Orbax writes into a temporary folder renamed into place on success, so a save interrupted by
+    an error or a kill is never taken for a checkpoint.
+    """
+    last_good = manager.latest_step()
+    try:
+        manager.save(step, args=ocp.args.StandardSave(state))
+        manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 - any storage failure ends the run with one line
+        reason = " ".join(str(e).split())[:300]
+        kept = f"step {last_good}" if last_good is not None else "none yet"
+        raise RunError(f"could not write the checkpoint of step {step} ({type(e).__name__}: {reason}); "
+                       f"the last complete checkpoint ({kept}) is kept in {workdir / 'checkpoints'}") from None
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Writes through `write(tmp_path)` then renames: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{jax.process_index()}")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def evaluate(run_eval, state, split: store.Split, config: ml_collections.ConfigDict,
              par: parallel.DataParallel) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Every example of `split` (padded last batch, masked); returns (metrics, predictions)."""
@@ -248,7 +277,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     parallel.check_divisible(config.batch_size)
     parallel.check_divisible(config.eval_batch_size, "eval_batch_size")
 
-    train_files, eval_file = sources.ensure_splits(config)
+    train_files, eval_file = sources.ensure_splits(config)  # deterministic, atomic: any process may make them
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("svhn_jax:data-ready")
     train_split = pipeline.concatenate([store.read_split(f) for f in train_files])
     eval_split = store.read_split(eval_file)
     model = create_model(config)
@@ -288,10 +319,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
         """Fetches the pending step metrics, stops on a non-finite loss, logs their mean."""
         fetched = [(s, par.get_replicated(m)) for s, m in pending]
         pending.clear()
-        for s, m in fetched:
-            if not math.isfinite(float(m["loss"])):
-                raise RunError(f"non-finite loss at step {s}; the last good checkpoint is kept in "
-                               f"{workdir / 'checkpoints'}")
+        for s, m in fetched:  # step s computed the loss of the state after s updates
+            if not (math.isfinite(float(m["loss"])) and math.isfinite(float(m["grad_norm"]))):
+                raise RunError(f"non-finite loss at step {s + 1}; stopped, the last good checkpoint "
+                               f"(step {manager.latest_step() or 'none yet'}) is kept in {workdir / 'checkpoints'}")
         if fetched:
             means = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[0][1]}
             means["learning_rate"] = float(schedule(step))
@@ -319,7 +350,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                 eval_metrics, _ = evaluate(run_eval, state, eval_split, config, par)
                 logger.write(done, "eval", {k: v for k, v in eval_metrics.items() if np.isscalar(v)})
             if boundary[2] or done == num_steps:
-                manager.save(done, args=ocp.args.StandardSave(par.to_global(state)))
+                _save(manager, done, par.to_global(state), workdir)
             t_mark = time.perf_counter()
     finally:
         progress.close()
@@ -336,8 +367,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
         logger.write(final["step"], "eval", {k: v for k, v in final.items()
                                              if isinstance(v, float) and k.startswith("eval_")})
         keep = min(PREDICTION_IMAGES, len(predictions["confidence"]))
-        np.savez_compressed(workdir / "eval_predictions.npz", images=eval_split.images[:keep], **predictions)
-        (workdir / "final_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+        def write_predictions(path: Path) -> None:
+            with path.open("wb") as f:
+                np.savez_compressed(f, images=eval_split.images[:keep], **predictions)
+        _atomic_write(workdir / "eval_predictions.npz", write_predictions)
+        _atomic_write(workdir / "final_metrics.json", lambda p: p.write_text(json.dumps(final, indent=2) + "\n"))
     logger.close()
     return final
 

@@ -56,7 +56,7 @@ def test_digitstruct_round_trips_to_the_drawn_labels_and_boxes(tmp_path):
         assert image.shape == (layout.height, layout.width, 3)
 
 
-def test_boxes_lie_inside_the_images_and_hold_ink_of_one_digit_each():
+def test_boxes_lie_inside_the_images_left_to_right():
     for i in range(150):
         image, boxes = synthetic.render_example(11, i)
         h, w = image.shape[:2]
@@ -67,6 +67,23 @@ def test_boxes_lie_inside_the_images_and_hold_ink_of_one_digit_each():
             assert float(b.left).is_integer() and float(b.height).is_integer()
         lefts = [b.left for b in boxes]
         assert lefts == sorted(lefts)  # left to right, as in SVHN
+
+
+def test_digit_ink_stays_inside_its_box():
+    for i in range(40):
+        geometry, appearance = synthetic.example_rngs(21, i)
+        layout = synthetic.sample_layout(geometry)
+        boxes = np.c_[layout.boxes[:, :2], layout.boxes[:, :2] + layout.boxes[:, 2:]].astype(float)
+        layer = Image.new("RGBA", (layout.width, layout.height), (0, 0, 0, 0))
+        # "tiles": no drop shadow, the only thing drawn outside the ink; an outline adds 1 px.
+        synthetic._digits(appearance, layer, layout.labels, boxes, float(layout.boxes[0, 3]), False, "tiles",
+                          (200, 200, 200), (20, 20, 20))
+        alpha = np.asarray(layer)[..., 3]
+        inside = np.zeros_like(alpha, bool)
+        for x0, y0, x1, y1 in boxes.astype(int):
+            assert alpha[y0:y1, x0:x1].max() > 128  # each box holds its digit
+            inside[max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1] = True
+        assert alpha[~inside].max(initial=0) == 0
 
 
 def test_layout_distributions_match_the_fitted_constants():

@@ -8,9 +8,9 @@ noise, lighting and JPEG artefacts). Digits are never mirrored.
 
 Drawing happens on a "work" canvas where digits are 28-40 pixels tall (`WORK_DIGIT_HEIGHT`); the
 result is then scaled to the full image size: down, like a camera averaging a small number's pixels,
-or up, as large real SVHN images are upscaled street-view crops anyway. `write_release` writes a folder in the exact layout of the real release
-(``1.png, 2.png, ..., digitStruct.mat``) with a pool of processes; files do not depend on the number
-of processes.
+or up, as large real SVHN images are upscaled street-view crops anyway. `write_release` writes a
+folder in the exact layout of the real release (``1.png, 2.png, ..., digitStruct.mat``) with a pool
+of processes; the files do not depend on the number of processes.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -69,9 +70,13 @@ CENTER_Y_Q = (0.323, 0.397, 0.425, 0.444, 0.468, 0.49, 0.513, 0.536, 0.559, 0.60
 # --- Appearance ------------------------------------------------------------------------------------
 MIN_DIGIT_HEIGHT = 8          # pixels; the real labels' smallest boxes are ~9 px tall
 WORK_DIGIT_HEIGHT = (28, 40)  # digits are drawn this tall (at most 4x supersampled), then rescaled
+# What makes the task hard (tune here): how often each nuisance happens and how strong it gets.
 SCHEME_P = {"dark_on_light": 0.3, "light_on_dark": 0.25, "wall": 0.37, "tiles": 0.08}
 MIN_CONTRAST = 65.0           # luminance difference between digits and what they sit on (0-255)
 P_WARP, P_OCCLUDE, P_DISTRACT, P_CLUTTER, P_JPEG = 0.7, 0.06, 0.45, 0.5, 0.5
+P_LOW_RES, P_BLUR = 0.35, 0.6  # a lower-resolution capture; a Gaussian blur
+MAX_BLUR = 0.035              # blur radius, as a fraction of the digit height
+MAX_NOISE = 9.0               # sensor noise standard deviation (0-255)
 _FONT_DIR = Path(importlib.util.find_spec("matplotlib").origin).parent / "mpl-data" / "fonts" / "ttf"
 FONTS = {  # TrueType faces shipped inside matplotlib's wheel -> how often house numbers use them
     "DejaVuSans-Bold.ttf": 4, "DejaVuSans.ttf": 3, "DejaVuSansMono-Bold.ttf": 2, "DejaVuSansMono.ttf": 1,
@@ -83,6 +88,7 @@ FONTS = {  # TrueType faces shipped inside matplotlib's wheel -> how often house
 }
 _FONT_NAMES = tuple(FONTS)
 _FONT_P = np.array(list(FONTS.values())) / sum(FONTS.values())
+PNG_OPTIONS = {"format": "PNG", "compress_level": 1, "compress_type": zlib.Z_RLE}  # fast, still small
 _GLYPH_PX = 72
 _LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZabcdehknorstuy"
 _WORDS = ("ST", "AVE", "RD", "No", "APT", "DR", "LN", "BLVD", "WAY", "CT", "SUITE", "OPEN", "EXIT",
@@ -137,8 +143,9 @@ def sample_layout(rng: np.random.Generator) -> Layout:
     u_gap, u_step = _exchangeable(rng, n, GAP_RHO), _exchangeable(rng, n, STEP_Y_RHO)
     widths = [max(2, int(round(float(_quantile(u, BOX_ASPECT_Q[d])) * h))) for u, d in zip(u_aspect, digits)]
     lefts, tops = [0], [0]
-    for i in range(1, n):
-        lefts.append(lefts[-1] + widths[i - 1] + int(round(float(_quantile(u_gap[i], GAP_Q)) * h)))
+    for i in range(1, n):  # a digit may overlap its left neighbour's box, but starts right of its start
+        gap = int(round(float(_quantile(u_gap[i], GAP_Q)) * h))
+        lefts.append(lefts[-1] + max(widths[i - 1] + gap, math.ceil(0.3 * widths[i - 1])))
         tops.append(tops[-1] + int(round(float(_quantile(u_step[i], STEP_Y_Q)) * h)))
     lefts = np.array(lefts) - min(lefts)
     tops = np.array(tops) - min(tops)
@@ -229,7 +236,8 @@ def _texture(rng: np.random.Generator, h: int, w: int, d: float) -> np.ndarray:
     y, x = np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]
     row = np.floor(y / bh)
     xs = x + (row % 2) * (bw / 2)
-    shade = rng.uniform(-0.5, 0.5, 512).astype(np.float32)[((row * 37 + np.floor(xs / bw) * 11) % 512).astype(np.intp)]
+    brick = ((row * 37 + np.floor(xs / bw) * 11) % 512).astype(np.intp)  # a shade per brick
+    shade = rng.uniform(-0.5, 0.5, 512).astype(np.float32)[brick]
     mortar = ((y % bh) < bh * 0.12) | ((xs % bw) < bh * 0.12)
     return np.where(mortar, np.float32(rng.choice([-1.2, 1.2])), shade) + grain
 
@@ -282,31 +290,14 @@ def _warp(rng: np.random.Generator, centre: np.ndarray, radius: float, d: float)
 
 def _boxes_after(m: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Axis-aligned boxes [k, 4] (x0, y0, x1, y1) around the images of `boxes` under `m`."""
-    out = []
-    for x0, y0, x1, y1 in boxes:
-        p = _apply(m, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float))
-        out.append([*p.min(0), *p.max(0)])
-    return np.array(out)
+    corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
+    p = _apply(m, corners).reshape(-1, 4, 2)
+    return np.concatenate([p.min(1), p.max(1)], axis=1)
 
 
-def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Draws `layout` as a photo: (uint8 [H, W, 3], boxes int64 [k, 4] left, top, width, height).
-
-    The boxes are the layout's, or (after a perspective warp) the axis-aligned boxes around the warped
-    ones, clipped to the image; the digits' ink lies inside them.
-    """
-    full_w, full_h = layout.width, layout.height
-    h_full = float(layout.boxes[0, 3])
-    scale = min(4.0, rng.uniform(*WORK_DIGIT_HEIGHT) / h_full)
-    ww, wh = max(1, round(full_w * scale)), max(1, round(full_h * scale))
-    sx, sy = ww / full_w, wh / full_h
-    xyxy = np.c_[layout.boxes[:, :2], layout.boxes[:, :2] + layout.boxes[:, 2:]].astype(float)
-    boxes = xyxy * [sx, sy, sx, sy]  # work pixels
-    d = float(boxes[0, 3] - boxes[0, 1])
-    union = np.r_[boxes[:, :2].min(0), boxes[:, 2:].max(0)]
-    ucx, ucy = (union[0] + union[2]) / 2, (union[1] + union[3]) / 2
-
-    scheme = rng.choice(list(SCHEME_P), p=np.asarray(list(SCHEME_P.values())))
+def _palette(rng: np.random.Generator) -> tuple[str, tuple, tuple, tuple]:
+    """(scheme, wall colour, colour the digits sit on, ink colour)."""
+    scheme = str(rng.choice(list(SCHEME_P), p=np.asarray(list(SCHEME_P.values()))))
     wall = _colour(rng, rng.uniform(20, 235), rng.uniform(0, 1.2) ** 2)
     if scheme == "wall":
         base = wall
@@ -314,16 +305,21 @@ def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
         light = {"dark_on_light": True, "light_on_dark": False}.get(scheme, rng.random() < 0.6)
         base = _colour(rng, rng.uniform(150, 250) if light else rng.uniform(10, 110),
                        rng.uniform(0, 0.7) if light else rng.uniform(0.2, 1.5))
-    ink = _contrasting(rng, base, lighter=None if scheme == "wall" else scheme == "light_on_dark")
+    ink = _contrasting(rng, base, lighter={"dark_on_light": False, "light_on_dark": True}.get(scheme))
+    return scheme, wall, base, ink
 
-    # Background: textured wall, clutter, distractor text (none of it inside the number's area).
+
+def _background(rng: np.random.Generator, size: tuple[int, int], d: float, union: np.ndarray,
+                scheme: str, wall: tuple, ink: tuple) -> Image.Image:
+    """A textured wall with clutter and distractor text, none of it over the number."""
+    ww, wh = size
     amp = rng.uniform(4, 30) if scheme == "wall" else rng.uniform(4, 55)
     tint = (amp * (1.0 + rng.normal(0, 0.15, 3))).astype(np.float32)
     bg = _texture(rng, wh, ww, d)[..., None] * tint + np.asarray(wall, np.float32)
-    bg_img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(bg_img)
+    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
     keep_out = union + np.array([-1, -1, 1, 1]) * 0.25 * d
-    if rng.random() < P_CLUTTER:
+    if rng.random() < P_CLUTTER:  # window frames, doors, lamps, wires
         for _ in range(int(rng.integers(1, 5))):
             cx, cy = rng.uniform(-0.1, 1.1) * ww, rng.uniform(-0.1, 1.1) * wh
             rw, rh = rng.uniform(0.05, 0.8) * ww, rng.uniform(0.05, 0.8) * wh
@@ -340,12 +336,11 @@ def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
                 draw.ellipse(shape, fill=colour)
             else:
                 draw.line(shape, fill=colour, width=max(1, int(d * rng.uniform(0.03, 0.15))))
-    if rng.random() < P_DISTRACT:
+    if rng.random() < P_DISTRACT:  # words and letters anywhere off the number; digits off its crop
+        uw, uh = union[2] - union[0], union[3] - union[1]
         for _ in range(int(rng.integers(1, 4))):
-            digits_text = rng.random() < 0.35
-            if digits_text:
+            if rng.random() < 0.35:
                 text = "".join(str(c) for c in rng.integers(0, 10, int(rng.integers(1, 4))))
-                uw, uh = union[2] - union[0], union[3] - union[1]
                 forbid = union + np.array([-1, -1, 1, 1]) * np.array([0.25 * uw + 0.3 * d, 0.25 * uh + 0.3 * d] * 2)
             else:
                 text = str(rng.choice(_WORDS)) if rng.random() < 0.6 else str(rng.choice(list(_LETTERS)))
@@ -355,13 +350,14 @@ def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
             for _ in range(4):
                 x, y = int(rng.uniform(-0.2, 1.0) * ww), int(rng.uniform(-0.2, 1.0) * wh)
                 if not _rect_hits((x, y, x + mask.width, y + mask.height), forbid):
-                    colour = ink if rng.random() < 0.5 else _contrasting(rng, wall)
-                    bg_img.paste(colour, (x, y), mask)
+                    img.paste(ink if rng.random() < 0.5 else _contrasting(rng, wall), (x, y), mask)
                     break
+    return img
 
-    # Foreground: plaque or tiles, then the digits (shadow, outline, ink), on a transparent layer.
-    fg = Image.new("RGBA", (ww, wh), base + (0,))
-    fdraw = ImageDraw.Draw(fg)
+
+def _plaque(rng: np.random.Generator, draw: ImageDraw.ImageDraw, boxes: np.ndarray, union: np.ndarray,
+            d: float, scheme: str, base: tuple, ink: tuple) -> None:
+    """A plaque (rounded or oval, maybe bordered) around the number, or one tile per digit."""
     if scheme in ("dark_on_light", "light_on_dark"):
         px, py = d * rng.uniform(0.12, 0.7), d * rng.uniform(0.08, 0.45)
         rect = (union[0] - px, union[1] - py, union[2] + px, union[3] + py)
@@ -370,24 +366,31 @@ def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
         has_border = rng.random() < 0.4
         if rng.random() < 0.1:
             ex, ey = 0.2 * (union[2] - union[0]) + 0.2 * d, 0.2 * d
-            fdraw.ellipse((rect[0] - ex, rect[1] - ey, rect[2] + ex, rect[3] + ey), fill=base + (255,),
-                          outline=outline if has_border else None, width=border)
+            draw.ellipse((rect[0] - ex, rect[1] - ey, rect[2] + ex, rect[3] + ey), fill=base + (255,),
+                         outline=outline if has_border else None, width=border)
         else:
             radius = rng.uniform(0, 0.45) * min(rect[2] - rect[0], rect[3] - rect[1])
-            fdraw.rounded_rectangle(rect, radius=radius, fill=base + (255,),
-                                    outline=outline if has_border else None, width=border)
+            draw.rounded_rectangle(rect, radius=radius, fill=base + (255,),
+                                   outline=outline if has_border else None, width=border)
             if has_border and rng.random() < 0.3:
                 inset = border + max(1, round(d * 0.08))
-                fdraw.rounded_rectangle((rect[0] + inset, rect[1] + inset, rect[2] - inset, rect[3] - inset),
-                                        radius=max(0.0, radius - inset), outline=outline, width=1)
+                draw.rounded_rectangle((rect[0] + inset, rect[1] + inset, rect[2] - inset, rect[3] - inset),
+                                       radius=max(0.0, radius - inset), outline=outline, width=1)
     elif scheme == "tiles":
         pad = d * rng.uniform(0.06, 0.2)
         radius = d * rng.uniform(0, 0.2)
         for x0, y0, x1, y1 in boxes:
-            fdraw.rounded_rectangle((x0 - pad, y0 - pad, x1 + pad, y1 + pad), radius=radius, fill=base + (255,))
+            draw.rounded_rectangle((x0 - pad, y0 - pad, x1 + pad, y1 + pad), radius=radius, fill=base + (255,))
+
+
+def _digits(rng: np.random.Generator, layer: Image.Image, labels: Sequence[int], boxes: np.ndarray,
+            d: float, small: bool, scheme: str, base: tuple, ink: tuple) -> None:
+    """Draws each digit inside its box: one font, width and weight for the number; shadow, outline."""
     font = int(rng.choice(len(_FONT_NAMES), p=_FONT_P))
     condense = rng.uniform(0.75, 1.15)
-    bold = int(rng.choice([0, 3, 5], p=[0.5, 0.3, 0.2] if h_full >= 16 else [0.2, 0.4, 0.4]))
+    bold = int(rng.choice([0, 3, 5], p=[0.2, 0.4, 0.4] if small else [0.5, 0.3, 0.2]))
+    if "Bol" in _FONT_NAMES[font] or font == _FONT_NAMES.index("cmb10.ttf"):
+        bold = min(bold, 3)  # already heavy
     shadow = scheme != "tiles" and rng.random() < 0.3
     shadow_colour = (0, 0, 0, 110) if scheme == "wall" else tuple(int(c * 0.55) for c in base) + (255,)
     outline_colour = _contrasting(rng, ink) + (255,) if rng.random() < 0.1 else None
@@ -399,58 +402,50 @@ def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     ink_x1 = np.r_[np.minimum(boxes[:-1, 2], mid), boxes[-1, 2]]
     centre, half = (boxes[:, 0] + boxes[:, 2]) / 2, 0.325 * (boxes[:, 2] - boxes[:, 0])
     ink_x0, ink_x1 = np.minimum(ink_x0, centre - half), np.maximum(ink_x1, centre + half)
-    for label, x0, x1, (_, y0, _, y1) in zip(layout.labels, ink_x0, ink_x1, boxes):
+    for label, x0, x1, (_, y0, _, y1) in zip(labels, ink_x0, ink_x1, boxes):
         g = _glyph(font, str(label % 10))
         gh = max(3, round((y1 - y0) * rng.uniform(0.85, 1.0)))
         natural = g.width * gh / g.height * condense  # the font's width, squeezed if the box is narrower
         gw = max(2, min(round(natural), math.floor((x1 - x0) * rng.uniform(0.9, 1.0))))
         mask = g.resize((gw, gh), Image.Resampling.BILINEAR)
-        if bold and gh >= 4 * bold:  # a heavier weight: dilate the ink
+        if bold and gw >= 5 * bold:  # a heavier weight: dilate the ink (not of squeezed narrow digits)
             mask = mask.filter(ImageFilter.MaxFilter(bold))
         x = int(round(x0 + rng.uniform(0, 1) * max(0.0, (x1 - x0) - gw)))
         y = int(round(y0 + rng.uniform(0, 1) * max(0.0, (y1 - y0) - gh)))
         if shadow:
-            fg.paste(shadow_colour, (x + round(shadow_off[0]), y + round(shadow_off[1])), mask)
-        if outline_colour is not None:
-            fg.paste(outline_colour, (x, y), mask.filter(ImageFilter.MaxFilter(3)))
-        fg.paste(ink + (255,), (x, y), mask)
+            layer.paste(shadow_colour, (x + round(shadow_off[0]), y + round(shadow_off[1])), mask)
+        if outline_colour is not None and gw >= 15:  # an outline would fill a narrow digit's holes
+            layer.paste(outline_colour, (x, y), mask.filter(ImageFilter.MaxFilter(3)))
+        layer.paste(ink + (255,), (x, y), mask)
 
-    # Perspective: warp the foreground about the number's centre (if it stays inside the image).
-    warped_any = False
-    if rng.random() < P_WARP:
-        m = _warp(rng, np.array([ucx, ucy]), max(union[2] - union[0], union[3] - union[1]) / 2 + d, d)
-        warped = _boxes_after(m, boxes)
-        if warped[:, :2].min() >= 0 and (warped[:, 2:] <= [ww, wh]).all():
-            inv = np.linalg.inv(m)
-            fg = fg.transform((ww, wh), Image.Transform.PERSPECTIVE, tuple((inv / inv[2, 2]).ravel()[:8]),
-                              Image.Resampling.BILINEAR)
-            boxes, warped_any = warped, True
-    bg_img.paste(fg, (0, 0), fg)
 
-    # Occlusion: a pole, wire or leaves across part of one digit.
-    if rng.random() < P_OCCLUDE:
-        x0, y0, x1, y1 = boxes[int(rng.integers(len(boxes)))]
-        colour = _colour(rng, rng.uniform(10, 140), rng.uniform(0, 1.5))
-        odraw = ImageDraw.Draw(bg_img)
-        if rng.random() < 0.5:
-            x = x0 + (x1 - x0) * rng.choice([rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.0)])
-            slant = d * rng.normal(0, 0.3)
-            odraw.line((x - slant, y0 - d, x + slant, y1 + d), fill=colour, width=max(1, round(d * rng.uniform(0.06, 0.15))))
-        else:
-            cx, cy = rng.choice([x0, x1]), rng.choice([y0, y1])
-            r = d * rng.uniform(0.1, 0.2)
-            odraw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+def _occlude(rng: np.random.Generator, img: Image.Image, boxes: np.ndarray, d: float) -> None:
+    """A pole or wire across the edge of one digit, or leaves over one of its corners."""
+    x0, y0, x1, y1 = boxes[int(rng.integers(len(boxes)))]
+    colour = _colour(rng, rng.uniform(10, 140), rng.uniform(0, 1.5))
+    draw = ImageDraw.Draw(img)
+    if rng.random() < 0.5:
+        x = x0 + (x1 - x0) * rng.choice([rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.0)])
+        slant = d * rng.normal(0, 0.3)
+        draw.line((x - slant, y0 - d, x + slant, y1 + d), fill=colour,
+                  width=max(1, round(d * rng.uniform(0.06, 0.15))))
+    else:
+        cx, cy = rng.choice([x0, x1]), rng.choice([y0, y1])
+        r = d * rng.uniform(0.1, 0.2)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
 
-    # Optics: low resolution and blur, then scale to the full image size.
-    out = bg_img
-    if rng.random() < 0.35 and d > 13:  # digits keep at least ~10 px at the lowest resolution
+
+def _camera(rng: np.random.Generator, img: Image.Image, d: float, size: tuple[int, int]) -> np.ndarray:
+    """Low resolution, blur, scaling to `size`, lighting, noise and JPEG: uint8 [H, W, 3]."""
+    ww, wh = img.size
+    full_w, full_h = size
+    if rng.random() < P_LOW_RES and d > 13:  # digits keep at least ~10 px at the lowest resolution
         f = rng.uniform(1.3, min(2.5, d / 10))
-        out = out.resize((max(1, round(ww / f)), max(1, round(wh / f))), Image.Resampling.BILINEAR).resize((ww, wh))
-    if rng.random() < 0.6:
-        out = out.filter(ImageFilter.GaussianBlur(d * rng.uniform(0.0, 0.035)))
+        img = img.resize((max(1, round(ww / f)), max(1, round(wh / f))), Image.Resampling.BILINEAR).resize((ww, wh))
+    if rng.random() < P_BLUR:
+        img = img.filter(ImageFilter.GaussianBlur(d * rng.uniform(0.0, MAX_BLUR)))
     if (ww, wh) != (full_w, full_h):
-        out = out.resize((full_w, full_h), rng.choice([Image.Resampling.BILINEAR, Image.Resampling.BICUBIC]))
-
+        img = img.resize((full_w, full_h), rng.choice([Image.Resampling.BILINEAR, Image.Resampling.BICUBIC]))
     # Light and sensor in one pass: a gradient, sometimes a soft cast shadow, colour cast, exposure, noise.
     yy = np.linspace(-0.5, 0.5, full_h, dtype=np.float32)[:, None]
     xx = np.linspace(-0.5, 0.5, full_w, dtype=np.float32)[None, :]
@@ -460,27 +455,60 @@ def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
         side = math.cos(phi + 1.0) * xx + math.sin(phi + 1.0) * yy - rng.uniform(-0.3, 0.3)
         light = light * (1.0 - rng.uniform(0.2, 0.5) * np.clip(0.5 + side / rng.uniform(0.02, 0.1), 0, 1))
     gain = (rng.uniform(0.7, 1.2) * (1.0 + rng.normal(0, 0.06, 3))).astype(np.float32)
-    img = np.asarray(out, np.float32) * (light[..., None] * gain) + np.float32(rng.uniform(-15, 15))
-    sigma = rng.uniform(0, 9)
+    pixels = np.asarray(img, np.float32) * (light[..., None] * gain) + np.float32(rng.uniform(-15, 15))
+    sigma = rng.uniform(0, MAX_NOISE)
     if sigma > 1:
-        img += np.float32(sigma) * rng.standard_normal((full_h, full_w, 3 if rng.random() < 0.5 else 1),
-                                                       dtype=np.float32)
-    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        pixels += np.float32(sigma) * rng.standard_normal((full_h, full_w, 3 if rng.random() < 0.5 else 1),
+                                                          dtype=np.float32)
+    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     if rng.random() < P_JPEG:
         buf = io.BytesIO()
-        out.save(buf, format="JPEG", quality=int(rng.integers(20, 86)))
-        out = Image.open(buf).convert("RGB")
-    image = np.asarray(out)
+        img.save(buf, format="JPEG", quality=int(rng.integers(20, 86)))
+        img = Image.open(buf).convert("RGB")
+    return np.asarray(img)
 
-    # Final boxes in full-resolution pixels, rounded outwards, inside the image.
-    if warped_any:
-        full = boxes / [sx, sy, sx, sy]
-        x0y0 = np.clip(np.floor(full[:, :2]), 0, None)
-        x1y1 = np.minimum(np.ceil(full[:, 2:]), [full_w, full_h])
-        final = np.c_[x0y0, x1y1 - x0y0].astype(np.int64)
-    else:
-        final = layout.boxes.copy()
-    return image, final
+
+def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draws `layout` as a photo: (uint8 [H, W, 3], boxes int64 [k, 4] left, top, width, height).
+
+    The boxes are the layout's, or (after a perspective warp) the axis-aligned boxes around the warped
+    ones, rounded outwards and clipped to the image; the digits' ink lies inside them.
+    """
+    full_w, full_h = layout.width, layout.height
+    h_full = float(layout.boxes[0, 3])
+    scale = min(4.0, rng.uniform(*WORK_DIGIT_HEIGHT) / h_full)
+    ww, wh = max(1, round(full_w * scale)), max(1, round(full_h * scale))
+    sx, sy = ww / full_w, wh / full_h
+    xyxy = np.c_[layout.boxes[:, :2], layout.boxes[:, :2] + layout.boxes[:, 2:]].astype(float)
+    boxes = xyxy * [sx, sy, sx, sy]  # work pixels
+    d = float(boxes[0, 3] - boxes[0, 1])
+    union = np.r_[boxes[:, :2].min(0), boxes[:, 2:].max(0)]
+
+    scheme, wall, base, ink = _palette(rng)
+    img = _background(rng, (ww, wh), d, union, scheme, wall, ink)
+    layer = Image.new("RGBA", (ww, wh), base + (0,))  # plaque and digits, warped together
+    _plaque(rng, ImageDraw.Draw(layer), boxes, union, d, scheme, base, ink)
+    _digits(rng, layer, layout.labels, boxes, d, h_full < 16, scheme, base, ink)
+    warped = None
+    if rng.random() < P_WARP:  # perspective about the number's centre, if it stays inside the image
+        centre = (union[:2] + union[2:]) / 2
+        m = _warp(rng, centre, max(union[2] - union[0], union[3] - union[1]) / 2 + d, d)
+        after = _boxes_after(m, boxes)
+        if after[:, :2].min() >= 0 and (after[:, 2:] <= [ww, wh]).all():
+            inv = np.linalg.inv(m)
+            layer = layer.transform((ww, wh), Image.Transform.PERSPECTIVE, tuple((inv / inv[2, 2]).ravel()[:8]),
+                                    Image.Resampling.BILINEAR)
+            warped = after
+    img.paste(layer, (0, 0), layer)
+    if rng.random() < P_OCCLUDE:
+        _occlude(rng, img, boxes if warped is None else warped, d)
+    image = _camera(rng, img, d, (full_w, full_h))
+    if warped is None:
+        return image, layout.boxes.copy()
+    full = warped / [sx, sy, sx, sy]
+    x0y0 = np.clip(np.floor(full[:, :2]), 0, None)
+    x1y1 = np.minimum(np.ceil(full[:, 2:]), [full_w, full_h])
+    return image, np.c_[x0y0, x1y1 - x0y0].astype(np.int64)
 
 
 # --- Releases ------------------------------------------------------------------------------------
@@ -499,7 +527,7 @@ def _write_range(task: tuple[str, int, int, int]) -> list[tuple[DigitBox, ...]]:
     out = []
     for index in range(start, stop):
         image, boxes = render_example(seed, index)
-        Image.fromarray(image).save(os.path.join(folder, f"{index + 1}.png"), format="PNG", compress_level=1)
+        Image.fromarray(image).save(os.path.join(folder, f"{index + 1}.png"), **PNG_OPTIONS)
         out.append(boxes)
     return out
 
