@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# One persistent compilation cache for the whole session, shared with the subprocesses the tests
+# start: the same small programs are compiled once, not once per run (a fresh folder per session,
+# so the tests never depend on what an earlier session left).
+if "SVHN_JAX_COMPILATION_CACHE" not in os.environ:
+    os.environ["SVHN_JAX_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="svhn_jax_test_cache_")
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,48 @@ def test_layout_is_matlab_v73(mat):
         assert three["left"].shape == (3, 1) and three["left"].attrs["MATLAB_class"] == b"cell"
         assert [f[r][0, 0] for r in three["left"][:, 0]] == [40.0, 50.0, 60.0]
         assert [f[r].shape for r in three["label"][:, 0]] == [(1, 1)] * 3
+        assert [b"".join(name).decode() for name in one.attrs["MATLAB_fields"]] == list(ds.FIELDS)
+        empty = f["#refs#/a"]  # MATLAB's canonical empty array comes first
+        assert empty.attrs["MATLAB_class"] == b"canonical empty" and empty.attrs["MATLAB_empty"] == 1
+        assert empty.dtype == np.uint64 and list(empty[()]) == [0, 0]
+
+
+def test_same_entries_give_the_same_bytes(mat, tmp_path):
+    ds.write_digitstruct(tmp_path / "again.mat", ENTRIES)
+    assert (tmp_path / "again.mat").read_bytes() == mat.read_bytes()
+
+
+def test_ref_names_follow_matlab():
+    names = [bytes(n).rstrip(b"\0").decode() for n in ds._ref_names(3907)]
+    assert names[:3] == ["a", "b", "c"] and names[26] == "A" and names[52] == "0" and names[61] == "9"
+    assert names[62:64] == ["aa", "ab"] and names[3905] == "99" and names[3906] == "aaa"
+
+
+def test_thousands_of_objects_are_indexed_for_hdf5(tmp_path):
+    """12,001 objects in #refs#: a three-level B-tree, which libhdf5 walks, searches and extends."""
+    rng = np.random.default_rng(0)
+    entries = [Entry(f"{i + 1}.png", tuple(DigitBox(int(d), 10.0 * j, 2.0, 3.0, float(i))
+                                           for j, d in enumerate(rng.integers(1, 11, 2)))) for i in range(1000)]
+    path = tmp_path / "big.mat"
+    ds.write_digitstruct(path, entries)
+    assert ds._read_bulk(path) == entries
+    # per image: its name, its struct, then two numbers for each of the five fields
+    names = [bytes(n).rstrip(b"\0").decode() for n in ds._ref_names(1 + 12 * len(entries))]
+    addr = lambda obj: h5py.h5o.get_info(obj.id).addr  # noqa: E731
+    with h5py.File(path, "r+") as f:
+        refs = f["#refs#"]
+        assert list(refs) == sorted(names, key=str.encode)  # iteration follows the B-tree in name order
+        for i in (0, 1, 499, 998, 999):
+            assert addr(refs[names[1 + 12 * i]]) == addr(f[f["digitStruct/name"][i, 0]])
+            assert addr(refs[names[2 + 12 * i]]) == addr(f[f["digitStruct/bbox"][i, 0]])
+            assert refs[names[3 + 12 * i]][0, 0] == i  # the height of its first digit
+        assert all(name in refs for name in names[::7])
+        for i in range(300):  # into full symbol nodes and B-tree nodes: they split
+            refs.create_dataset(f"new{i}", data=[[i]])
+    with h5py.File(path, "r") as f:
+        assert len(f["#refs#"]) == len(names) + 300 and all(name in f["#refs#"] for name in names[::7])
+        assert f["#refs#/new299"][0, 0] == 299
+    assert ds._read_bulk(path) == entries
 
 
 def test_both_parsers_read_back_exactly(mat):

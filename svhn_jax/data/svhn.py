@@ -297,7 +297,9 @@ def prepare_split_from_folder(folder: str | os.PathLike, out_path: str | os.Path
              for chunk in chunks]
     with store.SplitWriter(out_path, preprocess.image_shape(recipe), recipe=recipe,
                            source=source or f"svhn format 1: {folder.name}") as writer:
-        for chunk, (images, kept, bad) in zip(chunks, _ordered(_process, tasks, workers)):
+        progress = tqdm(zip(chunks, _ordered(_process, tasks, workers)), total=len(chunks),
+                        desc=f"preprocess {Path(folder).name}", unit="chunk", leave=False)
+        for chunk, (images, kept, bad) in progress:
             for _, message in bad:
                 skip(message)
             lengths, digits = store.encode_labels([[b.label % 10 for b in chunk[i].boxes] for i in kept])

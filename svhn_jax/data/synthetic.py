@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from tqdm import tqdm
 
 from svhn_jax.data.digitstruct import DigitBox, Entry, write_digitstruct
 
@@ -550,11 +551,12 @@ def write_release(folder: str | os.PathLike, num: int, seed: int, *, workers: in
     tmp.mkdir(parents=True)
     try:
         tasks = [(str(tmp), int(seed), start, min(start + chunk, num)) for start in range(0, num, chunk)]
+        bar = dict(total=len(tasks), desc=f"render {folder.name}", unit="chunk", leave=False)
         if workers > 1 and len(tasks) > 1:
             with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
-                results = list(pool.imap(_write_range, tasks))
+                results = list(tqdm(pool.imap(_write_range, tasks), **bar))
         else:
-            results = [_write_range(task) for task in tasks]
+            results = [_write_range(task) for task in tqdm(tasks, **bar)]
         entries = [Entry(name=f"{i + 1}.png", boxes=boxes)
                    for i, boxes in enumerate(itertools.chain.from_iterable(results))]
         write_digitstruct(tmp / "digitStruct.mat", entries)

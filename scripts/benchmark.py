@@ -1,0 +1,317 @@
+"""Training and evaluation speed on this machine, side by side with the PyTorch peer; JSON lines.
+
+  python scripts/benchmark.py --model=seed_cnn --batch_size=64
+  python scripts/benchmark.py --model=seed_cnn,goodfellow --batch_size=32,64 --torch \\
+      --torch_python=/tmp/torchvenv/bin/python --torch_threads=default,1
+  python scripts/benchmark.py --suite=all        # also scripts/benchmark_{data,predict,synth}.py
+
+Every (model, batch size) is measured in fresh subprocesses, so each gets its own peak RSS and
+compilation; with ``--torch`` the JAX and PyTorch runs alternate ``--rounds`` times, so both see
+the same machine load, and a ``summary`` line gives the medians and their ratio. Records:
+
+- ``train``: the real `train.train_step` wrapped by `parallel.DataParallel` (as in training):
+  ``train_images_per_second`` with batches from the real input pipeline (`pipeline.TrainBatches`
+  over an in-memory split, prefetched and placed on device in a background thread), and
+  ``device_resident_images_per_second`` with one batch already on the device (the gap is what the
+  input pipeline costs); ``cpu_ms_per_step`` (process CPU time, robust to a busy machine),
+  ``compile_seconds`` (lowering + XLA compilation, no persistent cache), ``step_gflop`` (XLA cost
+  analysis) and ``fraction_of_peak`` (against `peak_gflops`), ``eval_images_per_second`` (the
+  real `train.evaluate`: padded batches, predictions fetched to the host), ``peak_rss_mb``.
+- ``first_step``: a new process's first training step with an empty persistent compilation cache
+  (``cold_seconds``) and again with the cache it filled (``warm_seconds``).
+- ``torch``: ``../shared/bench/torch_reference.py`` (same network, random data), per thread setting.
+- ``quickstart`` (``--quickstart``): the whole quickstart run's wall time and final metrics.
+
+``load_avg`` is the 1-minute load average when the measurement started. Timings on a shared
+machine vary; compare ratios from one run, not absolute numbers across runs.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+REPO = Path(__file__).resolve().parents[1]
+TORCH_REFERENCE = REPO.parent / "shared" / "bench" / "torch_reference.py"
+TORCH_MODELS = ("seed_cnn", "goodfellow")
+# Config overrides and input recipe per model family (the rest comes from configs/default.py).
+MODEL_CONFIGS = {
+    "seed_cnn": dict(recipe="seed32_grey", head="blank"),
+    "goodfellow": dict(recipe="goodfellow64_rgb", head="length", crop_size=54),
+    "resnet18": dict(recipe="goodfellow64_rgb", head="length", crop_size=54),
+}
+SUITE = ("benchmark_data.py", "benchmark_predict.py", "benchmark_synth.py")
+
+flags.DEFINE_list("model", ["seed_cnn"], "Models to measure (comma-separated).")
+flags.DEFINE_list("batch_size", ["64"], "Global batch sizes (comma-separated).")
+flags.DEFINE_integer("steps", 60, "Timed training steps per measurement (after 5 warm-up steps).")
+flags.DEFINE_integer("rounds", 3, "Alternating JAX / PyTorch rounds per (model, batch size).")
+flags.DEFINE_integer("eval_examples", 2048, "Examples in the in-memory evaluation split.")
+flags.DEFINE_bool("first_step", True, "Measure the first step cold and warm (persistent cache).")
+flags.DEFINE_bool("torch", False, "Also run the PyTorch peer, alternating with JAX.")
+flags.DEFINE_string("torch_python", "/tmp/torchvenv/bin/python", "Python with torch installed.")
+flags.DEFINE_list("torch_threads", ["default"], "Torch thread counts (OMP_NUM_THREADS); 'default' = torch's own.")
+flags.DEFINE_bool("quickstart", False, "Also time the whole quickstart (configs/quickstart.py); minutes.")
+flags.DEFINE_enum("suite", "train", ["train", "all"], "'all' also runs the data, predict and synth benchmarks.")
+flags.DEFINE_enum("worker", "", ["", "train", "first_step"], "Internal: run one measurement in this process.")
+FLAGS = flags.FLAGS
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def peak_gflops() -> tuple[float, str]:
+    """FP32 peak of this CPU: cores x clock x SIMD lanes x 2 (FMA) x 2 FMA units per core (assumed)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    mhz = max((float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", text)), default=0.0)
+    flag_words = set(re.search(r"flags\s*:(.*)", text).group(1).split()) if "flags" in text else set()
+    lanes = 16 if "avx512f" in flag_words else 8 if "avx" in flag_words else 4
+    fma = 2 if "fma" in flag_words else 1
+    cores = len(os.sched_getaffinity(0))
+    how = f"{cores} cores x {mhz / 1000:.2f} GHz x {lanes} fp32 lanes x {fma} (FMA) x 2 units"
+    return cores * mhz / 1000 * lanes * fma * 2, how
+
+
+def _config(model: str, batch_size: int):
+    from configs import default
+    c = default.get_config()
+    c.model, c.batch_size = model, batch_size
+    for k, v in MODEL_CONFIGS.get(model, MODEL_CONFIGS["seed_cnn"]).items():
+        setattr(c, k, v)
+    return c
+
+
+def _random_split(config, n: int, seed: int):
+    """An in-memory split of random images and labels with the recipe's shape (speed only)."""
+    import numpy as np
+    from svhn_jax.data import sources, store
+    size, grey = sources.RECIPES[config.recipe]
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 6, n).astype(np.int32)
+    digits = np.where(np.arange(5)[None] < lengths[:, None], rng.integers(0, 10, (n, 5)), 10).astype(np.int32)
+    images = rng.integers(0, 256, (n, size, size, 1 if grey else 3), dtype=np.uint8)
+    return store.Split(images, lengths, digits, np.array([f"{i}.png" for i in range(n)], object), {})
+
+
+def _setup(model: str, batch_size: int):
+    """(config, par, model, tx, device state, run_train, train split) as `train_and_evaluate` builds them."""
+    import jax
+    from svhn_jax import parallel, train
+    from svhn_jax.models import create_model
+    config = _config(model, batch_size)
+    par = parallel.DataParallel(config.parallel)
+    parallel.check_divisible(batch_size)
+    split = _random_split(config, max(4096, 2 * batch_size), seed=0)
+    net = create_model(config)
+    tx, _ = train.make_optimizer(config)
+    shape = train.input_shape(config, split.images.shape[1:])
+    state = par.put_state(jax.device_get(train.create_train_state(jax.random.key(0), net, tx, shape)))
+    run_train = par.wrap(functools.partial(train.train_step, model=net, tx=tx, config=config), num_sharded=1,
+                         donate_state=True)
+    return config, par, net, state, run_train, split
+
+
+def _cost_flops(compiled) -> float | None:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def worker_train(model: str, batch_size: int) -> dict:
+    """One training + evaluation measurement in this (fresh) process."""
+    import jax
+    from svhn_jax import parallel, train
+    from svhn_jax.data import pipeline
+    load = os.getloadavg()[0]
+    config, par, net, state, run_train, split = _setup(model, batch_size)
+    key = jax.random.key(1)
+    batches = pipeline.TrainBatches(split, batch_size, seed=0)
+    resident = par.put_batch(batches.local_batch(0))
+
+    t = time.perf_counter()
+    compiled = run_train.lower(state, resident, key).compile()  # the loop below calls this executable
+    compile_seconds = time.perf_counter() - t
+    flops = _cost_flops(compiled)
+
+    def timed(step_batches, n: int) -> tuple[float, float]:
+        """(seconds, cpu seconds) for n steps (after 5 untimed ones), the result fetched at the end."""
+        nonlocal state
+        for i, b in enumerate(step_batches):
+            if i == 5:
+                jax.block_until_ready(state)
+                t0, c0 = time.perf_counter(), time.process_time()
+            state, metrics = compiled(state, b, key)
+            if i == n + 4:
+                break
+        jax.block_until_ready((state, metrics))
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    n = FLAGS.steps
+    real = pipeline.prefetch((batches.local_batch(s) for s in range(10**9)), par.put_batch)
+    real_s, real_cpu = timed(real, n)
+    real.close()
+    resident_s, resident_cpu = timed(iter(lambda: resident, None), n)
+
+    eval_split = _random_split(config, FLAGS.eval_examples, seed=1)
+    run_eval = par.wrap(functools.partial(train.eval_step, model=net, config=config), num_sharded=1,
+                        out_sharded=True)
+    train.evaluate(run_eval, state, _random_split(config, config.eval_batch_size, 2), config, par)  # compiles
+    t = time.perf_counter()
+    train.evaluate(run_eval, state, eval_split, config, par)
+    eval_s = time.perf_counter() - t
+
+    peak, how = peak_gflops()
+    step_s = real_s / n
+    return {"measurement": "train", "framework": "jax", "jax": jax.__version__, "model": model,
+            "batch_size": batch_size, "device_kind": jax.devices()[0].device_kind,
+            "device_count": jax.device_count(), "parallel": config.parallel,
+            "train_images_per_second": round(n * batch_size / real_s, 1),
+            "step_ms": round(1e3 * step_s, 2),
+            "device_resident_images_per_second": round(n * batch_size / resident_s, 1),
+            "device_resident_step_ms": round(1e3 * resident_s / n, 2),
+            "cpu_ms_per_step": round(1e3 * real_cpu / n, 2),
+            "device_resident_cpu_ms_per_step": round(1e3 * resident_cpu / n, 2),
+            "eval_images_per_second": round(len(eval_split) / eval_s, 1),
+            "eval_batch_size": config.eval_batch_size,
+            "compile_seconds": round(compile_seconds, 2),
+            "step_gflop": round(flops / 1e9, 3) if flops else None,
+            "achieved_gflops": round(flops / step_s / 1e9, 2) if flops else None,
+            "peak_gflops": round(peak, 1), "peak_estimate": how,
+            "fraction_of_peak": round(flops / step_s / 1e9 / peak, 4) if flops and peak else None,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "load_avg": load}
+
+
+def worker_first_step(model: str, batch_size: int) -> dict:
+    """Seconds to the end of the first training step, with the persistent cache of the environment."""
+    t_start = time.perf_counter()
+    import jax
+    from svhn_jax import compilation_cache
+    from svhn_jax.data import pipeline
+    cache = compilation_cache.enable()
+    config, par, net, state, run_train, split = _setup(model, batch_size)
+    batch = par.put_batch(pipeline.TrainBatches(split, batch_size, seed=0).local_batch(0))
+    t = time.perf_counter()
+    state, metrics = run_train(state, batch, jax.random.key(1))
+    jax.block_until_ready((state, metrics))
+    return {"first_step_seconds": round(time.perf_counter() - t, 3),
+            "process_seconds": round(time.perf_counter() - t_start, 3), "cache": str(cache)}
+
+
+def run_json(cmd: list[str], env: dict | None = None, cwd: Path = REPO) -> list[dict]:
+    """Runs a command and returns the JSON objects it printed (one per line); a failure is one line."""
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    records = []
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    if proc.returncode != 0 or not records:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}): {tail}")
+    return records
+
+
+def jax_worker(kind: str, model: str, batch_size: int, env: dict | None = None) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), f"--worker={kind}", f"--model={model}",
+           f"--batch_size={batch_size}", f"--steps={FLAGS.steps}", f"--eval_examples={FLAGS.eval_examples}"]
+    return run_json(cmd, env={"SVHN_JAX_COMPILATION_CACHE": "", **(env or {})})[-1]
+
+
+def torch_run(model: str, batch_size: int, threads: str) -> dict:
+    env = {} if threads == "default" else {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    load = os.getloadavg()[0]
+    record = run_json([FLAGS.torch_python, str(TORCH_REFERENCE), "--model", model, "--batch_size",
+                       str(batch_size), "--steps", str(FLAGS.steps)], env=env)[-1]
+    return {"measurement": "torch", "thread_setting": threads, **record, "load_avg": load}
+
+
+def measure(model: str, batch_size: int) -> None:
+    if FLAGS.first_step:
+        with tempfile.TemporaryDirectory(prefix="svhn_jax_cache_") as cache:
+            cold = jax_worker("first_step", model, batch_size, {"SVHN_JAX_COMPILATION_CACHE": cache})
+            warm = jax_worker("first_step", model, batch_size, {"SVHN_JAX_COMPILATION_CACHE": cache})
+        emit({"measurement": "first_step", "model": model, "batch_size": batch_size,
+              "cold_seconds": cold["first_step_seconds"], "warm_seconds": warm["first_step_seconds"],
+              "cold_process_seconds": cold["process_seconds"], "warm_process_seconds": warm["process_seconds"],
+              "load_avg": os.getloadavg()[0]})
+    with_torch = FLAGS.torch and model in TORCH_MODELS
+    jax_ips, torch_ips = [], {t: [] for t in FLAGS.torch_threads}
+    for r in range(FLAGS.rounds):
+        record = jax_worker("train", model, batch_size)
+        emit({**record, "round": r})
+        jax_ips.append(record["train_images_per_second"])
+        if with_torch:
+            for threads in FLAGS.torch_threads:
+                record = torch_run(model, batch_size, threads)
+                emit({**record, "round": r})
+                torch_ips[threads].append(record["train_images_per_s"])
+    summary = {"measurement": "summary", "model": model, "batch_size": batch_size, "rounds": FLAGS.rounds,
+               "jax_train_images_per_second": statistics.median(jax_ips)}
+    if with_torch:
+        for threads, values in torch_ips.items():
+            median = statistics.median(values)
+            summary[f"torch_{threads}_images_per_second"] = median
+            summary[f"ratio_vs_torch_{threads}"] = round(summary["jax_train_images_per_second"] / median, 2)
+    emit(summary)
+
+
+def quickstart() -> None:
+    with tempfile.TemporaryDirectory(prefix="svhn_jax_quickstart_") as workdir:
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "svhn_jax.main", "--config=configs/quickstart.py",
+                               f"--workdir={workdir}"], cwd=REPO, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise RuntimeError(f"quickstart failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        final = json.loads((Path(workdir) / "final_metrics.json").read_text())
+    emit({"measurement": "quickstart", "wall_seconds": round(wall, 1),
+          **{k: final.get(k) for k in ("step", "train_images_per_second", "eval_sequence_accuracy",
+                                        "eval_digit_accuracy", "device_count")}})
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        sizes = [int(b) for b in FLAGS.batch_size]
+    except ValueError:
+        sys.exit(f"error: --batch_size must be integers, got {','.join(FLAGS.batch_size)}")
+    from svhn_jax.models import model_names
+    unknown = sorted(set(FLAGS.model) - set(model_names()))
+    if unknown:
+        sys.exit(f"error: unknown model {','.join(unknown)}; choose from {','.join(model_names())}")
+    if FLAGS.worker:
+        fn = worker_train if FLAGS.worker == "train" else worker_first_step
+        emit(fn(FLAGS.model[0], sizes[0]))
+        return
+    if FLAGS.torch and not (Path(FLAGS.torch_python).exists() and TORCH_REFERENCE.exists()):
+        sys.exit(f"error: --torch needs {FLAGS.torch_python} (python3 -m venv /tmp/torchvenv && "
+                 f"/tmp/torchvenv/bin/pip install torch==2.13.0) and {TORCH_REFERENCE}")
+    try:
+        for model in FLAGS.model:
+            for batch_size in sizes:
+                measure(model, batch_size)
+        if FLAGS.quickstart:
+            quickstart()
+        if FLAGS.suite == "all":
+            for script in SUITE:
+                if (REPO / "scripts" / script).exists():
+                    for record in run_json([sys.executable, str(REPO / "scripts" / script)]):
+                        emit({"measurement": script.removesuffix(".py"), **record})
+    except RuntimeError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)
