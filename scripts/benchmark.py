@@ -1,7 +1,7 @@
 """Training and evaluation speed on this machine, side by side with the PyTorch peer; JSON lines.
 
   python scripts/benchmark.py --model=seed_cnn --batch_size=64
-  python scripts/benchmark.py --model=seed_cnn,goodfellow --batch_size=32,64 --torch \\
+  python scripts/benchmark.py --model=seed_cnn --batch_size=64 --cpu_devices=1,2 --torch \\
       --torch_python=/tmp/torchvenv/bin/python --torch_threads=default,1
   python scripts/benchmark.py --suite=all        # also scripts/benchmark_{data,predict,synth}.py
 
@@ -54,7 +54,8 @@ SUITE = ("benchmark_data.py", "benchmark_predict.py", "benchmark_synth.py")
 
 flags.DEFINE_list("model", ["seed_cnn"], "Models to measure (comma-separated).")
 flags.DEFINE_list("batch_size", ["64"], "Global batch sizes (comma-separated).")
-flags.DEFINE_integer("steps", 60, "Timed training steps per measurement (after 5 warm-up steps).")
+flags.DEFINE_integer("steps", 60, "Timed training steps per measurement, with real data and again device-resident.")
+flags.DEFINE_list("cpu_devices", ["1"], "XLA host CPU devices per JAX run (comma-separated; see svhn_jax/xla_flags.py).")
 flags.DEFINE_integer("rounds", 3, "Alternating JAX / PyTorch rounds per (model, batch size).")
 flags.DEFINE_integer("eval_examples", 2048, "Examples in the in-memory evaluation split.")
 flags.DEFINE_bool("first_step", True, "Measure the first step cold and warm (persistent cache).")
@@ -142,26 +143,34 @@ def worker_train(model: str, batch_size: int) -> dict:
     t = time.perf_counter()
     compiled = run_train.lower(state, resident, key).compile()  # the loop below calls this executable
     compile_seconds = time.perf_counter() - t
-    flops = _cost_flops(compiled)
+    flops = _cost_flops(compiled)  # of the per-device SPMD program: times the devices for the step
+    flops = flops * jax.device_count() if flops else None
 
-    def timed(step_batches, n: int) -> tuple[float, float]:
-        """(seconds, cpu seconds) for n steps (after 5 untimed ones), the result fetched at the end."""
+    def timed(step_batches) -> tuple[float, float]:
+        """(seconds, cpu seconds) to run the steps, the last result fetched."""
         nonlocal state
-        for i, b in enumerate(step_batches):
-            if i == 5:
-                jax.block_until_ready(state)
-                t0, c0 = time.perf_counter(), time.process_time()
+        jax.block_until_ready(state)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for b in step_batches:
             state, metrics = compiled(state, b, key)
-            if i == n + 4:
-                break
         jax.block_until_ready((state, metrics))
         return time.perf_counter() - t0, time.process_time() - c0
 
-    n = FLAGS.steps
-    real = pipeline.prefetch((batches.local_batch(s) for s in range(10**9)), par.put_batch)
-    real_s, real_cpu = timed(real, n)
-    real.close()
-    resident_s, resident_cpu = timed(iter(lambda: resident, None), n)
+    timed(resident for _ in range(5))  # warm-up
+    # Real-pipeline and device-resident chunks alternate, so both see the same machine load.
+    chunks, per_chunk = 3, max(1, FLAGS.steps // 3)
+    n = chunks * per_chunk
+    real_s = real_cpu = resident_s = resident_cpu = 0.0
+    for c in range(chunks):
+        steps = range(5 + c * per_chunk, 5 + (c + 1) * per_chunk)
+        wall, cpu = timed(pipeline.prefetch((batches.local_batch(s) for s in steps), par.put_batch))
+        real_s, real_cpu = real_s + wall, real_cpu + cpu
+        wall, cpu = timed(resident for _ in steps)
+        resident_s, resident_cpu = resident_s + wall, resident_cpu + cpu
+    t = time.perf_counter()
+    for s in range(50):  # the input pipeline's own cost per batch (gather + host-to-device), unoverlapped
+        jax.block_until_ready(par.put_batch(batches.local_batch(s)))
+    pipeline_ms = (time.perf_counter() - t) / 50 * 1e3
 
     eval_split = _random_split(config, FLAGS.eval_examples, seed=1)
     run_eval = par.wrap(functools.partial(train.eval_step, model=net, config=config), num_sharded=1,
@@ -182,6 +191,7 @@ def worker_train(model: str, batch_size: int) -> dict:
             "device_resident_step_ms": round(1e3 * resident_s / n, 2),
             "cpu_ms_per_step": round(1e3 * real_cpu / n, 2),
             "device_resident_cpu_ms_per_step": round(1e3 * resident_cpu / n, 2),
+            "input_pipeline_ms_per_batch": round(pipeline_ms, 3),
             "eval_images_per_second": round(len(eval_split) / eval_s, 1),
             "eval_batch_size": config.eval_batch_size,
             "compile_seconds": round(compile_seconds, 2),
@@ -222,9 +232,10 @@ def run_json(cmd: list[str], env: dict | None = None, cwd: Path = REPO) -> list[
     return records
 
 
-def jax_worker(kind: str, model: str, batch_size: int, env: dict | None = None) -> dict:
+def jax_worker(kind: str, model: str, batch_size: int, cpu_devices: str, env: dict | None = None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), f"--worker={kind}", f"--model={model}",
-           f"--batch_size={batch_size}", f"--steps={FLAGS.steps}", f"--eval_examples={FLAGS.eval_examples}"]
+           f"--batch_size={batch_size}", f"--steps={FLAGS.steps}", f"--eval_examples={FLAGS.eval_examples}",
+           f"--cpu_devices={cpu_devices}"]
     return run_json(cmd, env={"SVHN_JAX_COMPILATION_CACHE": "", **(env or {})})[-1]
 
 
@@ -239,31 +250,35 @@ def torch_run(model: str, batch_size: int, threads: str) -> dict:
 def measure(model: str, batch_size: int) -> None:
     if FLAGS.first_step:
         with tempfile.TemporaryDirectory(prefix="svhn_jax_cache_") as cache:
-            cold = jax_worker("first_step", model, batch_size, {"SVHN_JAX_COMPILATION_CACHE": cache})
-            warm = jax_worker("first_step", model, batch_size, {"SVHN_JAX_COMPILATION_CACHE": cache})
-        emit({"measurement": "first_step", "model": model, "batch_size": batch_size,
+            devices = FLAGS.cpu_devices[-1]
+            cold = jax_worker("first_step", model, batch_size, devices, {"SVHN_JAX_COMPILATION_CACHE": cache})
+            warm = jax_worker("first_step", model, batch_size, devices, {"SVHN_JAX_COMPILATION_CACHE": cache})
+        emit({"measurement": "first_step", "model": model, "batch_size": batch_size, "cpu_devices": devices,
               "cold_seconds": cold["first_step_seconds"], "warm_seconds": warm["first_step_seconds"],
               "cold_process_seconds": cold["process_seconds"], "warm_process_seconds": warm["process_seconds"],
               "load_avg": os.getloadavg()[0]})
     with_torch = FLAGS.torch and model in TORCH_MODELS
-    jax_ips, torch_ips = [], {t: [] for t in FLAGS.torch_threads}
-    for r in range(FLAGS.rounds):
-        record = jax_worker("train", model, batch_size)
-        emit({**record, "round": r})
-        jax_ips.append(record["train_images_per_second"])
+    jax_ips = {d: [] for d in FLAGS.cpu_devices}
+    torch_ips = {t: [] for t in FLAGS.torch_threads}
+    for r in range(FLAGS.rounds):  # JAX and torch alternate, so both see the same load
+        for devices in FLAGS.cpu_devices:
+            record = jax_worker("train", model, batch_size, devices)
+            emit({**record, "round": r})
+            jax_ips[devices].append(record["train_images_per_second"])
         if with_torch:
             for threads in FLAGS.torch_threads:
                 record = torch_run(model, batch_size, threads)
                 emit({**record, "round": r})
                 torch_ips[threads].append(record["train_images_per_s"])
-    summary = {"measurement": "summary", "model": model, "batch_size": batch_size, "rounds": FLAGS.rounds,
-               "jax_train_images_per_second": statistics.median(jax_ips)}
-    if with_torch:
-        for threads, values in torch_ips.items():
-            median = statistics.median(values)
-            summary[f"torch_{threads}_images_per_second"] = median
-            summary[f"ratio_vs_torch_{threads}"] = round(summary["jax_train_images_per_second"] / median, 2)
-    emit(summary)
+    for devices, values in jax_ips.items():
+        summary = {"measurement": "summary", "model": model, "batch_size": batch_size, "cpu_devices": int(devices),
+                   "rounds": FLAGS.rounds, "jax_train_images_per_second": statistics.median(values)}
+        for threads, torch_values in torch_ips.items():
+            if torch_values:
+                median = statistics.median(torch_values)
+                summary[f"torch_{threads}_threads_images_per_second"] = median
+                summary[f"ratio_vs_torch_{threads}_threads"] = round(statistics.median(values) / median, 2)
+        emit(summary)
 
 
 def quickstart() -> None:
@@ -287,11 +302,15 @@ def main(argv: list[str]) -> None:
         sizes = [int(b) for b in FLAGS.batch_size]
     except ValueError:
         sys.exit(f"error: --batch_size must be integers, got {','.join(FLAGS.batch_size)}")
+    if not all(d.isdigit() and int(d) > 0 for d in FLAGS.cpu_devices):
+        sys.exit(f"error: --cpu_devices must be positive integers, got {','.join(FLAGS.cpu_devices)}")
     from svhn_jax.models import model_names
     unknown = sorted(set(FLAGS.model) - set(model_names()))
     if unknown:
         sys.exit(f"error: unknown model {','.join(unknown)}; choose from {','.join(model_names())}")
     if FLAGS.worker:
+        from svhn_jax import xla_flags
+        xla_flags.use_cpu_devices(int(FLAGS.cpu_devices[0]))
         fn = worker_train if FLAGS.worker == "train" else worker_first_step
         emit(fn(FLAGS.model[0], sizes[0]))
         return
