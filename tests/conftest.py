@@ -45,3 +45,15 @@ def run_module(module: str, *args: str, devices: int = 1, timeout: int = 300,
                 "JAX_PLATFORMS": "cpu", **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory, data_dir):
+    """configs/test.py trained once per session (used by test_report and test_predict)."""
+    from configs import test as test_config
+    from svhn_jax import train
+    path = tmp_path_factory.mktemp("trained_test_config")
+    config = test_config.get_config()
+    config.data_dir = str(data_dir)
+    train.train_and_evaluate(config, path)
+    return path

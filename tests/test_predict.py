@@ -151,19 +151,6 @@ def test_parse_box_and_answer():
 
 # ----------------------------------------------------------------------------- the CLI on a trained run
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, data_dir):
-    """configs/test.py trained once per session (shared by test_report and test_predict)."""
-    from configs import test as test_config
-    from svhn_jax import train
-    path = tmp_path_factory.getbasetemp() / "trained_test_config"
-    if not (path / "final_metrics.json").exists():
-        config = test_config.get_config()
-        config.data_dir = str(data_dir)
-        train.train_and_evaluate(config, path)
-    return path
-
-
 def test_cli_answers_good_files_and_names_each_bad_one(files, workdir, tmp_path):
     folder, expect, bad = files
     blank = save(Image.new("RGB", (64, 40), (128, 128, 128)), tmp_path / "blank.png")

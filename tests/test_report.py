@@ -13,19 +13,6 @@ from svhn_jax import report
 from svhn_jax.data.store import encode_labels
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, data_dir):
-    """configs/test.py trained once per session (shared by test_report and test_predict)."""
-    from configs import test as test_config
-    from svhn_jax import train
-    path = tmp_path_factory.getbasetemp() / "trained_test_config"
-    if not (path / "final_metrics.json").exists():
-        config = test_config.get_config()
-        config.data_dir = str(data_dir)
-        train.train_and_evaluate(config, path)
-    return path
-
-
 def check_figures(workdir: Path) -> None:
     for name in report.FIGURES:
         with Image.open(workdir / "figures" / name) as im:
