@@ -23,7 +23,7 @@ flags.DEFINE_string("coordinator_address", "", "Multi-process: HOST:PORT of proc
 flags.DEFINE_integer("num_processes", 0, "Multi-process: how many processes take part.")
 flags.DEFINE_integer("process_id", -1, "Multi-process: this process's index, 0..num_processes-1.")
 flags.DEFINE_string("cpu_devices", "1", "Host CPU devices for XLA: a count, or 'auto' (one per core: "
-                    "about 2x the training speed on a 2-core CPU; svhn_jax/xla_flags.py). XLA_FLAGS wins.")
+                    "about 2x the training speed on a 2-core CPU, but jaxlib 0.10.2 can abort in the cross-device all-reduce: experimental; svhn_jax/xla_flags.py). XLA_FLAGS wins.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 

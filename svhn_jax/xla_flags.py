@@ -9,6 +9,12 @@ parallelises every op over the cores. For the seed ConvNet at batch 64 on a 2-co
 on the device count (dropout and crops are keyed by the global example index) beyond the order of
 float sums in the gradient mean; the batch size must divide by the device count.
 
+NOT SAFE FOR LONG RUNS YET (jaxlib 0.10.2, 2 cores): with 2 host devices XLA:CPU's in-process
+all-reduce of the gradients sometimes never completes ("Termination timeout for `all reduce ...`:
+Expected 2 threads to join the rendezvous, but only 1 of them arrived") and the process aborts: 2
+of 2 quickstart runs (after ~2,400 steps and after <100 steps, the second with
+``--xla_cpu_multi_thread_eigen=false``) and 1 of ~8 60-step benchmark runs. Hence the default of 1.
+
 Nothing here runs at import. An ``XLA_FLAGS`` that already names a device count wins (the tests set
 it). Settings tried and not adopted (no gain measured on this 2-core AVX2 CPU): YNNPACK convolutions
 off (``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``: Eigen's kernel gradients are
