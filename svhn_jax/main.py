@@ -31,9 +31,10 @@ def quiet_libraries() -> None:
     """Keeps library noise out of the console; our own errors are reported in one line.
 
     Orbax's per-save INFO chatter is dropped and its error records lose their tracebacks (a failed
-    checkpoint write is reported by the run itself). When a write fails, tensorstore's callbacks
-    can still fire into orbax's closed event loop and print "Event loop is closed" tracebacks
-    as unraisable exceptions; those are dropped too.
+    checkpoint write is reported by the run itself). When a write fails, orbax's other write tasks
+    fail too and asyncio logs each, when garbage-collected, as "Task exception was never
+    retrieved" with a traceback, and tensorstore's callbacks can still fire into orbax's closed
+    event loop ("Event loop is closed" unraisable exceptions); both are dropped.
     """
     def orbax_filter(record: logging.LogRecord) -> bool:
         if "/orbax/" not in record.pathname:
@@ -41,7 +42,12 @@ def quiet_libraries() -> None:
         record.exc_info, record.exc_text = None, None
         return record.levelno >= logging.WARNING
 
+    def orphan_task_filter(record: logging.LogRecord) -> bool:
+        first_line = str(record.msg).split("\n", 1)[0]
+        return not (record.name == "asyncio" and first_line.endswith("exception was never retrieved"))
+
     absl_logging.get_absl_handler().addFilter(orbax_filter)
+    logging.getLogger("asyncio").addFilter(orphan_task_filter)
     default_unraisable = sys.unraisablehook
 
     def unraisablehook(unraisable):
