@@ -61,6 +61,9 @@ flags.DEFINE_integer("eval_examples", 2048, "Examples in the in-memory evaluatio
 flags.DEFINE_bool("first_step", True, "Measure the first step cold and warm (persistent cache).")
 flags.DEFINE_bool("torch", False, "Also run the PyTorch peer, alternating with JAX.")
 flags.DEFINE_string("torch_python", "/tmp/torchvenv/bin/python", "Python with torch installed.")
+flags.DEFINE_string("torch_reference", str(TORCH_REFERENCE), "The PyTorch peer's script.")
+flags.DEFINE_enum("torch_device", "cpu", ["cpu", "cuda"], "Where the PyTorch peer runs (cuda: through "
+                  "scripts/torch_reference_on_gpu.py, for GPU figures).")
 flags.DEFINE_list("torch_threads", ["default"], "Torch thread counts (OMP_NUM_THREADS); 'default' = torch's own.")
 flags.DEFINE_bool("quickstart", False, "Also time the whole quickstart (configs/quickstart.py); minutes.")
 flags.DEFINE_enum("suite", "train", ["train", "all"], "'all' also runs the data, predict and synth benchmarks.")
@@ -180,7 +183,7 @@ def worker_train(model: str, batch_size: int) -> dict:
     train.evaluate(run_eval, state, eval_split, config, par)
     eval_s = time.perf_counter() - t
 
-    peak, how = peak_gflops()
+    peak, how = peak_gflops() if jax.devices()[0].platform == "cpu" else (0.0, "not estimated off the CPU")
     step_s = real_s / n
     return {"measurement": "train", "framework": "jax", "jax": jax.__version__, "model": model,
             "batch_size": batch_size, "device_kind": jax.devices()[0].device_kind,
@@ -242,8 +245,10 @@ def jax_worker(kind: str, model: str, batch_size: int, cpu_devices: str, env: di
 def torch_run(model: str, batch_size: int, threads: str) -> dict:
     env = {} if threads == "default" else {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     load = os.getloadavg()[0]
-    record = run_json([FLAGS.torch_python, str(TORCH_REFERENCE), "--model", model, "--batch_size",
+    on_gpu = [str(REPO / "scripts" / "torch_reference_on_gpu.py")] if FLAGS.torch_device == "cuda" else []
+    record = run_json([FLAGS.torch_python, *on_gpu, FLAGS.torch_reference, "--model", model, "--batch_size",
                        str(batch_size), "--steps", str(FLAGS.steps)], env=env)[-1]
+    record["torch_device"] = FLAGS.torch_device
     return {"measurement": "torch", "thread_setting": threads, **record, "load_avg": load}
 
 
@@ -314,9 +319,9 @@ def main(argv: list[str]) -> None:
         fn = worker_train if FLAGS.worker == "train" else worker_first_step
         emit(fn(FLAGS.model[0], sizes[0]))
         return
-    if FLAGS.torch and not (Path(FLAGS.torch_python).exists() and TORCH_REFERENCE.exists()):
+    if FLAGS.torch and not (Path(FLAGS.torch_python).exists() and Path(FLAGS.torch_reference).exists()):
         sys.exit(f"error: --torch needs {FLAGS.torch_python} (python3 -m venv /tmp/torchvenv && "
-                 f"/tmp/torchvenv/bin/pip install torch==2.13.0) and {TORCH_REFERENCE}")
+                 f"/tmp/torchvenv/bin/pip install torch==2.13.0) and {FLAGS.torch_reference}")
     try:
         for model in FLAGS.model:
             for batch_size in sizes:

@@ -156,3 +156,8 @@ def test_synthetic_splits_are_rendered_releases_ingested_like_real_svhn(tmp_path
     cli = synthetic.write_release(tmp_path / "cli" / "test", 12, seed=sources._SYNTHETIC_SEEDS["test"], workers=1)
     assert cli == entries
     assert _files(tmp_path / "cli" / "test") == _files(tmp_path / "synthetic" / "raw" / "test")
+    # Asking for another size remakes the split instead of silently reusing the stale file.
+    c.num_synthetic_test = 7
+    _, test = sources.ensure_splits(c)
+    assert len(store.read_split(test).images) == 7
+    assert store.read_split(test).attrs["source"] == f"synthetic(seed={sources._SYNTHETIC_SEEDS['test']}, num=7)"

@@ -47,6 +47,9 @@ def ensure_splits(config: ml_collections.ConfigDict) -> tuple[list[Path], Path]:
         if config.dataset == "multi_mnist":  # a cache of a pure composition, remade when stale
             _ensure_multi_mnist(config, split, path)
             continue
+        if config.dataset == "synthetic" and _stored_source(path) != _synthetic_source(config, split):
+            _make_synthetic(config, split, path)  # absent, or rendered with another seed or size
+            continue
         if path.exists():
             continue
         if config.dataset == "svhn_cropped":  # TFDS: needs the network (and TensorFlow) on first use
@@ -84,6 +87,21 @@ def _ensure_multi_mnist(config: ml_collections.ConfigDict, split: str, path: Pat
         raise DataMissingError(f"{path} could not be composed: {e}") from None
 
 
+def _synthetic_source(config: ml_collections.ConfigDict, split: str) -> str:
+    num = config.num_synthetic_test if split == config.eval_split else config.num_synthetic_train
+    return f"synthetic(seed={_SYNTHETIC_SEEDS.get(split, 5)}, num={num})"
+
+
+def _stored_source(path: Path) -> str | None:
+    """The ``source`` attribute of a split file; None when absent or unreadable."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs.get("source"))
+    except OSError:
+        return None
+
+
 def _make_synthetic(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
     """Renders a synthetic release into ``<data_dir>/synthetic/raw/<split>/`` (as `svhn_jax.synth`
     does) and ingests it with the real release's code; the release is reused while it holds `num`."""
@@ -93,10 +111,11 @@ def _make_synthetic(config: ml_collections.ConfigDict, split: str, path: Path) -
     num = config.num_synthetic_test if split == config.eval_split else config.num_synthetic_train
     seed = _SYNTHETIC_SEEDS.get(split, 5)
     raw = data_dir(config) / "synthetic" / "raw" / split
-    workers = 2 if num >= 1000 else 1  # starting processes costs more than it saves on small splits
+    # One process per core (the bytes do not depend on it); on small splits starting them costs more.
+    workers = len(os.sched_getaffinity(0)) if num >= 1000 else 1
     if raw.exists() and sum(1 for _ in raw.glob("*.png")) != num:
         shutil.rmtree(raw)
     if not raw.exists():
         synthetic.write_release(raw, num, seed, workers=workers)
     svhn.prepare_split_from_folder(raw, path, config.recipe, workers=workers,
-                                   source=f"synthetic(seed={seed}, num={num})")
+                                   source=_synthetic_source(config, split))
