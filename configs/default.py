@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.lr_decay_steps = 5000       # exponential decay: lr * rate ** (step / decay_steps)
     c.lr_decay_rate = 0.95
     c.lr_staircase = True
-    c.weight_decay = 0.0          # adamw only
+    c.weight_decay = 0.0          # adamw: decoupled decay; sgd: L2 added to the gradient (torch's SGD)
     # Parallelism and bookkeeping.
     c.parallel = "shard_map"      # shard_map | pmap
     c.log_every_steps = 100

@@ -19,6 +19,17 @@ or with explicit files:
 
 The model is the seed ConvNet (at 64x64 its dense layer sees 16*16*64 features); no random crop,
 which could cut off a digit that sits at the border.
+
+Measured on one H200 (jax 0.11.2), test = 5,000 images composed only from the 1,000 held-out digits
+of mnist_5k (the goal is >= 99 %, not reached):
+- this config with 100,000 training images, 22,200 steps, lr decay every 1,850 steps: 80.0 %
+  whole-sequence accuracy (91.6 % per digit) in 65 s; training accuracy ~83 %: the seed ConvNet
+  underfits five 64x64 digits.
+- ``--config.model=resnet18`` with 50,000 training images, 4,000 steps, decay every 400: 88.8 % at
+  step 3,000 and 85.5 % at 4,000 (training accuracy 98.5 %): it learns the 4,000 training digits by
+  heart. With 4,000 source digits the limit is the digits, not the compositions: TFDS mnist's
+  60,000 digits (the default source, needs the network once) or stronger augmentation are the
+  next levers.
 """
 from configs import default
 

@@ -63,15 +63,17 @@ class TrainState:
 # --- pure pieces -------------------------------------------------------------------------------
 
 def make_optimizer(config: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Adam (AdamW, or SGD with momentum) with exponential learning-rate decay from the config."""
+    """Adam (AdamW, or SGD with momentum and L2) with exponential learning-rate decay from the config."""
     schedule = optax.exponential_decay(config.learning_rate, config.lr_decay_steps, config.lr_decay_rate,
                                        staircase=config.lr_staircase)
     if config.optimizer == "adam":
         return optax.adam(schedule), schedule
     if config.optimizer == "adamw":
         return optax.adamw(schedule, weight_decay=config.weight_decay), schedule
-    if config.optimizer == "sgd":
-        return optax.sgd(schedule, momentum=config.momentum or None, nesterov=False), schedule
+    if config.optimizer == "sgd":  # weight_decay as L2 added to the gradient, like torch.optim.SGD's
+        sgd = optax.sgd(schedule, momentum=config.momentum or None, nesterov=False)
+        return (optax.chain(optax.add_decayed_weights(config.weight_decay), sgd) if config.weight_decay else sgd,
+                schedule)
     raise ValueError(f"optimizer={config.optimizer!r}: choose adam, adamw or sgd")
 
 
@@ -140,7 +142,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
     opt_updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, opt_updates),
                               opt_state=opt_state, batch_stats=updates.get("batch_stats", state.batch_stats))
-    step_metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+    step_metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
                     **_batch_metrics(logits, batch["lengths"], batch["digits"])}
     return new_state, jax.lax.pmean(step_metrics, AXIS)
 

@@ -130,3 +130,19 @@ def test_tiny_model_fits_a_tiny_set(head, data_dir, tiny_config, tmp_path):
                     eval_every_steps=1000, checkpoint_every_steps=1000)
     final = train.train_and_evaluate(c, tmp_path / "run")
     assert final["eval_sequence_accuracy"] >= 0.9, final["eval_sequence_accuracy"]
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_weight_decay_is_l2_added_to_the_gradient(momentum):
+    """As torch.optim.SGD(weight_decay=wd): the first update is -lr * (g + wd * w), then momentum."""
+    from configs import default
+    c = default.get_config()
+    c.optimizer, c.learning_rate, c.momentum, c.weight_decay = "sgd", 0.1, momentum, 0.01
+    tx, _ = train.make_optimizer(c)
+    w, g = {"w": np.array([2.0, -4.0], np.float32)}, {"w": np.array([0.5, 0.5], np.float32)}
+    opt_state = tx.init(w)
+    updates, opt_state = tx.update(g, opt_state, w)
+    np.testing.assert_allclose(updates["w"], [-0.1 * (0.5 + 0.02), -0.1 * (0.5 - 0.04)], rtol=1e-6)
+    updates, _ = tx.update(g, opt_state, w)  # same w, g: trace = momentum * first + this step's
+    first = np.array([0.52, 0.46])
+    np.testing.assert_allclose(updates["w"], -0.1 * (momentum * first + first), rtol=1e-6)
