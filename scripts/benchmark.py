@@ -3,6 +3,8 @@
   python scripts/benchmark.py --model=seed_cnn --batch_size=64
   python scripts/benchmark.py --model=seed_cnn --batch_size=64 --cpu_devices=1,2 --torch \\
       --torch_python=/tmp/torchvenv/bin/python --torch_threads=default,1
+  python scripts/benchmark.py --model=goodfellow --batch_size=32,128 --torch --torch_python=python3 \
+      --torch_device=cuda --first_step=false     # on a GPU machine: the peer runs on the same GPU
   python scripts/benchmark.py --suite=all        # also scripts/benchmark_{data,predict,synth}.py
 
 Every (model, batch size) is measured in fresh subprocesses, so each gets its own peak RSS and
@@ -183,7 +185,9 @@ def worker_train(model: str, batch_size: int) -> dict:
     train.evaluate(run_eval, state, eval_split, config, par)
     eval_s = time.perf_counter() - t
 
-    peak, how = peak_gflops() if jax.devices()[0].platform == "cpu" else (0.0, "not estimated off the CPU")
+    on_cpu = jax.devices()[0].platform == "cpu"
+    peak, how = peak_gflops() if on_cpu else (0.0, "not estimated off the CPU")
+    flops = flops if on_cpu else None  # on a GPU it was inconsistent: goodfellow 8.8 GFLOP at batch 32, 3.6 at 128
     step_s = real_s / n
     return {"measurement": "train", "framework": "jax", "jax": jax.__version__, "model": model,
             "batch_size": batch_size, "device_kind": jax.devices()[0].device_kind,
