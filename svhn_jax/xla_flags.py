@@ -13,7 +13,14 @@ NOT SAFE FOR LONG RUNS YET (jaxlib 0.10.2, 2 cores): with 2 host devices XLA:CPU
 all-reduce of the gradients sometimes never completes ("Termination timeout for `all reduce ...`:
 Expected 2 threads to join the rendezvous, but only 1 of them arrived") and the process aborts: 2
 of 2 quickstart runs (after ~2,400 steps and after <100 steps, the second with
-``--xla_cpu_multi_thread_eigen=false``) and 1 of ~8 60-step benchmark runs. Hence the default of 1.
+``--xla_cpu_multi_thread_eigen=false``) and 1 of ~8 60-step benchmark runs. Reproduced on demand
+with four busy loops beside a 2-device quickstart (abort at step ~376 after XLA's 40 s
+``--xla_cpu_collective_call_terminate_timeout_seconds``); on a quiet machine 4,000 steps ran
+clean. The stack shows device 0's all-reduce waiting inside a worker of the Eigen intra-op pool
+that both devices share (2 threads on 2 cores), so device 1 can starve: a deadlock, which a longer
+timeout would only turn into a hang. Two processes with one device each (gloo over loopback, no
+shared pool: ``--num_processes=2``) do not share that pool, but trained at only 611 images/s
+(1,500 quickstart steps) against 500 for one device. Hence the default of 1.
 
 Nothing here runs at import. An ``XLA_FLAGS`` that already names a device count wins (the tests set
 it). Settings tried and not adopted (no gain measured on this 2-core AVX2 CPU): YNNPACK convolutions
