@@ -87,9 +87,14 @@ def _ensure_multi_mnist(config: ml_collections.ConfigDict, split: str, path: Pat
         raise DataMissingError(f"{path} could not be composed: {e}") from None
 
 
-def _synthetic_source(config: ml_collections.ConfigDict, split: str) -> str:
+def _synthetic_seed_and_num(config: ml_collections.ConfigDict, split: str) -> tuple[int, int]:
     num = config.num_synthetic_test if split == config.eval_split else config.num_synthetic_train
-    return f"synthetic(seed={_SYNTHETIC_SEEDS.get(split, 5)}, num={num})"
+    return _SYNTHETIC_SEEDS.get(split, 5), num
+
+
+def _synthetic_source(config: ml_collections.ConfigDict, split: str) -> str:
+    seed, num = _synthetic_seed_and_num(config, split)
+    return f"synthetic(seed={seed}, num={num})"
 
 
 def _stored_source(path: Path) -> str | None:
@@ -108,8 +113,7 @@ def _make_synthetic(config: ml_collections.ConfigDict, split: str, path: Path) -
     import shutil
 
     from svhn_jax.data import svhn, synthetic
-    num = config.num_synthetic_test if split == config.eval_split else config.num_synthetic_train
-    seed = _SYNTHETIC_SEEDS.get(split, 5)
+    seed, num = _synthetic_seed_and_num(config, split)
     raw = data_dir(config) / "synthetic" / "raw" / split
     # One process per core (the bytes do not depend on it); on small splits starting them costs more.
     workers = len(os.sched_getaffinity(0)) if num >= 1000 else 1
