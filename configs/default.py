@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.lr_staircase = True
     c.weight_decay = 0.0          # adamw: decoupled decay; sgd: L2 added to the gradient (torch's SGD)
     # Parallelism and bookkeeping.
-    c.parallel = "shard_map"      # shard_map | pmap
+    c.parallel = "auto"           # auto | host_reduce | shard_map | pmap (svhn_jax/parallel.py)
     c.log_every_steps = 100
     c.eval_every_steps = 1000
     c.checkpoint_every_steps = 1000

@@ -1,11 +1,12 @@
-"""The seed ConvNet on offline synthetic house numbers: about 14 minutes on a 2-core CPU.
+"""The seed ConvNet on offline synthetic house numbers: about 9 minutes on a 2-core CPU.
 
   python -m svhn_jax.main --config=configs/quickstart.py --workdir=workdirs/quickstart
 
-Measured on the project's quiet 2-core CPU (jax 0.10.2): 862 s from an empty data folder (83 s
-rendering and ingesting 20,000 + 2,000 images, then 6,000 steps at 500 images/s and 3
-evaluations), 84.7 % whole-sequence accuracy on the 2,000 held-out images (77.2 % at step 2,000,
-81.7 % at 4,000). The same config with 100,000 images and 10,000 steps of 128 reaches 88.9 %
+Measured on the project's quiet 2-core CPU (jax 0.10.2, the defaults: 2 CPU devices, host_reduce):
+514 s from an empty data folder (~80 s rendering and ingesting 20,000 + 2,000 images, then 6,000
+steps at 931 images/s and 3 evaluations), 83.9 % whole-sequence accuracy on the 2,000 held-out
+images (77.6 % at step 2,000, 82.3 % at 4,000). With ``--cpu_devices=1``: 862 s, 84.7 % (another
+float summation order). The same config with 100,000 images and 10,000 steps of 128 reaches 88.9 %
 (README, Results).
 """
 from configs import default

@@ -11,7 +11,8 @@ Every (model, batch size) is measured in fresh subprocesses, so each gets its ow
 compilation; with ``--torch`` the JAX and PyTorch runs alternate ``--rounds`` times, so both see
 the same machine load, and a ``summary`` line gives the medians and their ratio. Records:
 
-- ``train``: the real `train.train_step` wrapped by `parallel.DataParallel` (as in training):
+- ``train``: the real training step (`train.compute_gradients` + `train.apply_gradients` joined by
+  `parallel.DataParallel.wrap_train`, as in training; ``--parallel`` picks the mode):
   ``train_images_per_second`` with batches from the real input pipeline (`pipeline.TrainBatches`
   over an in-memory split, prefetched and placed on device in a background thread), and
   ``device_resident_images_per_second`` with one batch already on the device (the gap is what the
@@ -58,6 +59,8 @@ flags.DEFINE_list("model", ["seed_cnn"], "Models to measure (comma-separated).")
 flags.DEFINE_list("batch_size", ["64"], "Global batch sizes (comma-separated).")
 flags.DEFINE_integer("steps", 60, "Timed training steps per measurement, with real data and again device-resident.")
 flags.DEFINE_list("cpu_devices", ["1"], "XLA host CPU devices per JAX run (comma-separated; see svhn_jax/xla_flags.py).")
+flags.DEFINE_list("parallel", ["auto"], "Data-parallel modes (comma-separated: auto, host_reduce, shard_map, pmap; "
+                  "svhn_jax/parallel.py); each is run with each --cpu_devices count.")
 flags.DEFINE_integer("rounds", 3, "Alternating JAX / PyTorch rounds per (model, batch size).")
 flags.DEFINE_integer("eval_examples", 2048, "Examples in the in-memory evaluation split.")
 flags.DEFINE_bool("first_step", True, "Measure the first step cold and warm (persistent cache).")
@@ -92,7 +95,7 @@ def peak_gflops() -> tuple[float, str]:
 def _config(model: str, batch_size: int):
     from configs import default
     c = default.get_config()
-    c.model, c.batch_size = model, batch_size
+    c.model, c.batch_size, c.parallel = model, batch_size, FLAGS.parallel[0]
     for k, v in MODEL_CONFIGS.get(model, MODEL_CONFIGS["seed_cnn"]).items():
         setattr(c, k, v)
     return c
@@ -123,8 +126,8 @@ def _setup(model: str, batch_size: int):
     tx, _ = train.make_optimizer(config)
     shape = train.input_shape(config, split.images.shape[1:])
     state = par.put_state(jax.device_get(train.create_train_state(jax.random.key(0), net, tx, shape)))
-    run_train = par.wrap(functools.partial(train.train_step, model=net, tx=tx, config=config), num_sharded=1,
-                         donate_state=True)
+    run_train = par.wrap_train(functools.partial(train.compute_gradients, model=net, config=config),
+                               functools.partial(train.apply_gradients, tx=tx))
     return config, par, net, state, run_train, split
 
 
@@ -146,10 +149,13 @@ def worker_train(model: str, batch_size: int) -> dict:
     resident = par.put_batch(batches.local_batch(0))
 
     t = time.perf_counter()
-    compiled = run_train.lower(state, resident, key).compile()  # the loop below calls this executable
+    if isinstance(run_train, parallel.HostReducedStep):  # two programs, compiled ahead of time
+        flops, compiled = run_train.compile(state, resident, key), run_train
+    else:
+        compiled = run_train.lower(state, resident, key).compile()  # the loop below calls this executable
+        flops = _cost_flops(compiled)  # of the per-device SPMD program: times the devices for the step
+        flops = flops * jax.device_count() if flops else None
     compile_seconds = time.perf_counter() - t
-    flops = _cost_flops(compiled)  # of the per-device SPMD program: times the devices for the step
-    flops = flops * jax.device_count() if flops else None
 
     def timed(step_batches) -> tuple[float, float]:
         """(seconds, cpu seconds) to run the steps, the last result fetched."""
@@ -191,7 +197,7 @@ def worker_train(model: str, batch_size: int) -> dict:
     step_s = real_s / n
     return {"measurement": "train", "framework": "jax", "jax": jax.__version__, "model": model,
             "batch_size": batch_size, "device_kind": jax.devices()[0].device_kind,
-            "device_count": jax.device_count(), "parallel": config.parallel,
+            "device_count": jax.device_count(), "parallel": par.mode,
             "train_images_per_second": round(n * batch_size / real_s, 1),
             "step_ms": round(1e3 * step_s, 2),
             "device_resident_images_per_second": round(n * batch_size / resident_s, 1),
@@ -239,10 +245,11 @@ def run_json(cmd: list[str], env: dict | None = None, cwd: Path = REPO) -> list[
     return records
 
 
-def jax_worker(kind: str, model: str, batch_size: int, cpu_devices: str, env: dict | None = None) -> dict:
+def jax_worker(kind: str, model: str, batch_size: int, cpu_devices: str, parallel: str,
+               env: dict | None = None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), f"--worker={kind}", f"--model={model}",
            f"--batch_size={batch_size}", f"--steps={FLAGS.steps}", f"--eval_examples={FLAGS.eval_examples}",
-           f"--cpu_devices={cpu_devices}"]
+           f"--cpu_devices={cpu_devices}", f"--parallel={parallel}"]
     return run_json(cmd, env={"SVHN_JAX_COMPILATION_CACHE": "", **(env or {})})[-1]
 
 
@@ -257,31 +264,36 @@ def torch_run(model: str, batch_size: int, threads: str) -> dict:
 
 
 def measure(model: str, batch_size: int) -> None:
+    runs = [(d, p) for d in FLAGS.cpu_devices for p in FLAGS.parallel]  # the JAX settings compared
     if FLAGS.first_step:
         with tempfile.TemporaryDirectory(prefix="svhn_jax_cache_") as cache:
-            devices = FLAGS.cpu_devices[-1]
-            cold = jax_worker("first_step", model, batch_size, devices, {"SVHN_JAX_COMPILATION_CACHE": cache})
-            warm = jax_worker("first_step", model, batch_size, devices, {"SVHN_JAX_COMPILATION_CACHE": cache})
+            devices, mode = runs[-1]
+            env = {"SVHN_JAX_COMPILATION_CACHE": cache}
+            cold = jax_worker("first_step", model, batch_size, devices, mode, env)
+            warm = jax_worker("first_step", model, batch_size, devices, mode, env)
         emit({"measurement": "first_step", "model": model, "batch_size": batch_size, "cpu_devices": devices,
-              "cold_seconds": cold["first_step_seconds"], "warm_seconds": warm["first_step_seconds"],
+              "parallel": mode, "cold_seconds": cold["first_step_seconds"], "warm_seconds": warm["first_step_seconds"],
               "cold_process_seconds": cold["process_seconds"], "warm_process_seconds": warm["process_seconds"],
               "load_avg": os.getloadavg()[0]})
     with_torch = FLAGS.torch and model in TORCH_MODELS
-    jax_ips = {d: [] for d in FLAGS.cpu_devices}
+    jax_ips: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+    modes: dict[tuple[str, str], str] = {}
     torch_ips = {t: [] for t in FLAGS.torch_threads}
     for r in range(FLAGS.rounds):  # JAX and torch alternate, so both see the same load
-        for devices in FLAGS.cpu_devices:
-            record = jax_worker("train", model, batch_size, devices)
+        for devices, mode in runs:
+            record = jax_worker("train", model, batch_size, devices, mode)
             emit({**record, "round": r})
-            jax_ips[devices].append(record["train_images_per_second"])
+            jax_ips[devices, mode].append(record["train_images_per_second"])
+            modes[devices, mode] = record["parallel"]
         if with_torch:
             for threads in FLAGS.torch_threads:
                 record = torch_run(model, batch_size, threads)
                 emit({**record, "round": r})
                 torch_ips[threads].append(record["train_images_per_s"])
-    for devices, values in jax_ips.items():
+    for (devices, mode), values in jax_ips.items():
         summary = {"measurement": "summary", "model": model, "batch_size": batch_size, "cpu_devices": int(devices),
-                   "rounds": FLAGS.rounds, "jax_train_images_per_second": statistics.median(values)}
+                   "parallel": modes[devices, mode], "rounds": FLAGS.rounds,
+                   "jax_train_images_per_second": statistics.median(values)}
         for threads, torch_values in torch_ips.items():
             if torch_values:
                 median = statistics.median(torch_values)
@@ -313,6 +325,9 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: --batch_size must be integers, got {','.join(FLAGS.batch_size)}")
     if not all(d.isdigit() and int(d) > 0 for d in FLAGS.cpu_devices):
         sys.exit(f"error: --cpu_devices must be positive integers, got {','.join(FLAGS.cpu_devices)}")
+    from svhn_jax.parallel import MODES
+    if not set(FLAGS.parallel) <= {"auto", *MODES}:
+        sys.exit(f"error: --parallel must be among auto,{','.join(MODES)}, got {','.join(FLAGS.parallel)}")
     from svhn_jax.models import model_names
     unknown = sorted(set(FLAGS.model) - set(model_names()))
     if unknown:

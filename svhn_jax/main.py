@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from svhn_jax import compilation_cache, parallel, train, xla_flags
 from svhn_jax.data.sources import DataMissingError
+from svhn_jax.models import BATCH_NORM_MODELS
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
@@ -22,8 +23,10 @@ flags.DEFINE_bool("overwrite", False, "Allow a workdir that holds a run of anoth
 flags.DEFINE_string("coordinator_address", "", "Multi-process: HOST:PORT of process 0's coordinator.")
 flags.DEFINE_integer("num_processes", 0, "Multi-process: how many processes take part.")
 flags.DEFINE_integer("process_id", -1, "Multi-process: this process's index, 0..num_processes-1.")
-flags.DEFINE_string("cpu_devices", "1", "Host CPU devices for XLA: a count, or 'auto' (one per core: "
-                    "about 2x the training speed on a 2-core CPU, but jaxlib 0.10.2 can abort in the cross-device all-reduce: experimental; svhn_jax/xla_flags.py). XLA_FLAGS wins.")
+flags.DEFINE_string("cpu_devices", "auto", "Host CPU devices for XLA: a count, or 'auto': one per core "
+                    "when the step needs no in-program collective (one process, --config.parallel auto or "
+                    "host_reduce, a model without BatchNorm; ~2x the speed on 2 cores), else 1 (XLA:CPU's "
+                    "all-reduce can deadlock: svhn_jax/xla_flags.py). XLA_FLAGS wins.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -58,8 +61,12 @@ def quiet_libraries() -> None:
 
 
 def main(argv: list[str]) -> None:
+    config = FLAGS.config
+    one_process = FLAGS.num_processes <= 1 and not parallel.cluster_detected()
+    collective_free = (one_process and config.parallel in ("auto", "host_reduce")
+                       and config.model not in BATCH_NORM_MODELS)
     try:  # before anything starts JAX's backend
-        xla_flags.use_cpu_devices(FLAGS.cpu_devices)
+        xla_flags.use_cpu_devices(FLAGS.cpu_devices, collective_free)
     except ValueError:
         sys.exit(f"error: --cpu_devices must be a positive integer or 'auto', got {FLAGS.cpu_devices!r}")
     quiet_libraries()

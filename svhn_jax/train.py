@@ -1,7 +1,8 @@
 """Training and evaluation: the train state, the pure per-device steps and the loop.
 
-`train_step` and `eval_step` are written once for one device (the data-parallel axis is
-`parallel.AXIS`) and wrapped by `parallel.DataParallel` with shard_map or pmap. Randomness comes from
+The per-device steps (`compute_gradients` + `apply_gradients`, `eval_step`) are written once for one
+device (the data-parallel axis is `parallel.AXIS`) and wrapped by `parallel.DataParallel`, which
+averages the gradients over every device between the two halves of a training step. Randomness comes from
 one ``config.seed``: keys for init / data / dropout; a step's key is ``fold_in(dropout_key, step)``
 and each example's key folds in its index in the global batch, so neither history nor the device
 count changes the numbers.
@@ -123,10 +124,12 @@ def _batch_metrics(logits: heads.Logits, lengths: jax.Array, digits: jax.Array) 
             "digit_accuracy": jnp.sum((pred_digits == digits) & inside) / jnp.sum(inside)}
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *, model: nn.Module,
-               tx: optax.GradientTransformation, config: ml_collections.ConfigDict
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimisation step on this device's shard of the global batch (pure)."""
+def compute_gradients(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *, model: nn.Module,
+                      config: ml_collections.ConfigDict) -> tuple[Any, dict[str, jax.Array], Any]:
+    """This device's shard: (gradients of its mean loss, its batch statistics, new BatchNorm statistics).
+
+    No gradient communication here: `parallel.DataParallel.wrap_train` averages the gradients and
+    statistics over every device (BatchNorm averages its own statistics over the data axis)."""
     step_rng = jax.random.fold_in(rng, state.step)
     crop_rng, dropout_rng = jax.random.split(step_rng)
     images = prepare_images(batch["images"], config, crop_rng, train=True)
@@ -138,23 +141,29 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
         return loss, (logits, updates)
 
     (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grads = jax.lax.pmean(grads, AXIS)
+    stats = {"loss": loss, **_batch_metrics(logits, batch["lengths"], batch["digits"])}
+    return grads, stats, updates.get("batch_stats", state.batch_stats)
+
+
+def apply_gradients(state: TrainState, grads: Any, stats: dict[str, jax.Array], batch_stats: Any, *,
+                    tx: optax.GradientTransformation) -> tuple[TrainState, dict[str, jax.Array]]:
+    """The optimiser update from the gradients averaged over every device (pure)."""
     opt_updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, opt_updates),
-                              opt_state=opt_state, batch_stats=updates.get("batch_stats", state.batch_stats))
-    step_metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                    **_batch_metrics(logits, batch["lengths"], batch["digits"])}
-    return new_state, jax.lax.pmean(step_metrics, AXIS)
+                              opt_state=opt_state, batch_stats=batch_stats)
+    return new_state, {**stats, "grad_norm": optax.tree.norm(grads)}
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
-              config: ml_collections.ConfigDict) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-    """Predictions for this device's shard: (summed masked loss, per-example predictions)."""
+              config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    """Per-example predictions and loss (0 where ``batch["mask"]`` marks padding) for this shard.
+
+    No cross-device communication: the host sums the losses."""
     logits = model.apply(_variables(state), prepare_images(batch["images"], config), train=False)
     lengths, digits, confidence = heads.decode(logits)
     loss = heads.per_example_loss(logits, batch["lengths"], batch["digits"])
-    summed = jax.lax.psum(jnp.sum(jnp.where(batch["mask"], loss, 0.0)), AXIS)
-    return {"loss_sum": summed}, {"pred_lengths": lengths, "pred_digits": digits, "confidence": confidence}
+    return {"loss": jnp.where(batch["mask"], loss, 0.0), "pred_lengths": lengths, "pred_digits": digits,
+            "confidence": confidence}
 
 
 def params_sha256(params: Any) -> str:
@@ -257,9 +266,9 @@ def evaluate(run_eval, state, split: store.Split, config: ml_collections.ConfigD
     batches = pipeline.eval_batches(split, config.eval_batch_size, process_index=jax.process_index(),
                                     process_count=jax.process_count(), limit=config.max_eval_examples)
     for device_batch, real in pipeline.prefetch(batches, lambda b: (par.put_batch(b[0]), b[1])):
-        summed, per_example = run_eval(state, device_batch)
-        loss_sum += float(par.get_replicated(summed)["loss_sum"])
-        outputs.append(jax.tree.map(lambda x: x[:real], par.get_per_example(per_example)))
+        per_example = par.get_per_example(run_eval(state, device_batch))
+        loss_sum += float(np.sum(per_example.pop("loss"), dtype=np.float64))
+        outputs.append(jax.tree.map(lambda x: x[:real], per_example))
     preds = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
     n = len(preds["confidence"])
     truth = {"true_lengths": split.lengths[:n], "true_digits": split.digits[:n]}
@@ -302,8 +311,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     start_step = int(par.get_state(state).step)
     logger = _Logger(workdir, start_step)
 
-    run_train = par.wrap(functools.partial(train_step, model=model, tx=tx, config=config), num_sharded=1,
-                         donate_state=True)
+    run_train = par.wrap_train(functools.partial(compute_gradients, model=model, config=config),
+                               functools.partial(apply_gradients, tx=tx))
     run_eval = par.wrap(functools.partial(eval_step, model=model, config=config), num_sharded=1,
                         out_sharded=True)
     batches = pipeline.TrainBatches(train_split, config.batch_size, data_seed,
@@ -364,7 +373,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                  wall_seconds=time.perf_counter() - t_start, params_sha256=params_sha256(host.params),
                  num_train_examples=len(train_split), model=config.model, dataset=config.dataset,
                  device_kind=jax.devices()[0].device_kind, device_count=jax.device_count(),
-                 process_count=jax.process_count(), parallel=config.parallel)
+                 process_count=jax.process_count(), parallel=par.mode)
     if jax.process_index() == 0:
         logger.write(final["step"], "eval", {k: v for k, v in final.items()
                                              if isinstance(v, float) and k.startswith("eval_")})

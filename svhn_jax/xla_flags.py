@@ -3,29 +3,30 @@
 `use_cpu_devices(n)` splits the host CPU into `n` XLA devices
 (``--xla_force_host_platform_device_count``), so that the data-parallel step (`parallel.py`) runs
 one shard of the batch per core, each with its own executor thread, instead of one program that
-parallelises every op over the cores. For the seed ConvNet at batch 64 on a 2-core CPU that is
-~15-20 % more training images/s and ~10 % less CPU time per step (``scripts/benchmark.py
---cpu_devices=1,2``): small convolutions parallelise poorly inside one op. Results do not depend
-on the device count (dropout and crops are keyed by the global example index) beyond the order of
-float sums in the gradient mean; the batch size must divide by the device count.
+parallelises every op over the cores: small convolutions parallelise poorly inside one op, so for
+the seed ConvNet at batch 64 on this 2-core CPU one device keeps ~1.2 cores busy and two devices
+train ~2.2x faster (``scripts/benchmark.py --cpu_devices=2,1``). Results do not depend on the
+device count (dropout and crops are keyed by the global example index) beyond the order of float
+sums in the gradient mean; the batch size must divide by the device count.
 
-NOT SAFE FOR LONG RUNS YET (jaxlib 0.10.2, 2 cores): with 2 host devices XLA:CPU's in-process
-all-reduce of the gradients sometimes never completes ("Termination timeout for `all reduce ...`:
-Expected 2 threads to join the rendezvous, but only 1 of them arrived") and the process aborts: 2
-of 2 quickstart runs (after ~2,400 steps and after <100 steps, the second with
-``--xla_cpu_multi_thread_eigen=false``) and 1 of ~8 60-step benchmark runs. Reproduced on demand
-with four busy loops beside a 2-device quickstart (abort at step ~376 after XLA's 40 s
-``--xla_cpu_collective_call_terminate_timeout_seconds``); on a quiet machine 4,000 steps ran
-clean. The stack shows device 0's all-reduce waiting inside a worker of the Eigen intra-op pool
-that both devices share (2 threads on 2 cores), so device 1 can starve: a deadlock, which a longer
-timeout would only turn into a hang. Two processes with one device each (gloo over loopback, no
-shared pool: ``--num_processes=2``) do not share that pool, but trained at only 611 images/s
-(1,500 quickstart steps) against 500 for one device. Hence the default of 1.
+"auto" (``--cpu_devices`` default) gives one device per core only when the training step has no
+collective inside an XLA program: one process, ``parallel`` auto / host_reduce, and a model
+without BatchNorm (``models.BATCH_NORM_MODELS``). Otherwise 1, because XLA:CPU's in-process
+all-reduce between host devices can deadlock (jaxlib 0.10.2, 2 cores): "Termination timeout for
+`all reduce ...`: Expected 2 threads to join the rendezvous, but only 1 of them arrived", then an
+abort. Seen in 2 of 2 quickstart runs with ``--config.parallel=shard_map --cpu_devices=2`` (after
+~2,400 and <100 steps) and reproduced on demand with four busy loops beside the run (abort at step
+~376, after XLA's 40 s ``--xla_cpu_collective_call_terminate_timeout_seconds``). The stack shows
+device 0's all-reduce waiting inside a worker of the Eigen intra-op pool that both devices share
+(2 threads on 2 cores), so device 1 can starve: a deadlock, which a longer timeout would only turn
+into a hang. host_reduce mode (`parallel.HostReducedStep`) has no in-program collective: the same
+stress (four busy loops, 3,000 steps) runs to the end, at shard_map's speed on a quiet machine.
 
 Nothing here runs at import. An ``XLA_FLAGS`` that already names a device count wins (the tests set
 it). Settings tried and not adopted (no gain measured on this 2-core AVX2 CPU): YNNPACK convolutions
 off (``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``: Eigen's kernel gradients are
-faster, its forward convolutions slower), ``--xla_cpu_use_onednn``, XNNPACK fusions.
+faster, its forward convolutions slower), ``--xla_cpu_use_onednn``, XNNPACK fusions; two processes
+with one device each (gloo over loopback: 611 images/s against 500 for one device).
 """
 from __future__ import annotations
 
@@ -43,13 +44,17 @@ def backend_started() -> bool:
         return False
 
 
-def use_cpu_devices(n: int | str = "auto") -> int | None:
-    """Asks XLA for `n` host CPU devices ("auto": one per usable core). Returns the count set, or
-    None when XLA_FLAGS already chose one or the backend has started."""
+def use_cpu_devices(n: int | str = "auto", collective_free: bool = True) -> int | None:
+    """Asks XLA for `n` host CPU devices. "auto": one per usable core when the training step needs no
+    in-program collective (`collective_free`: parallel host_reduce, no BatchNorm, one process),
+    else 1. Returns the count set, or None when XLA_FLAGS already chose one or the backend started."""
     flags = os.environ.get("XLA_FLAGS", "")
     if _DEVICE_COUNT_FLAG in flags or backend_started():
         return None
-    count = len(os.sched_getaffinity(0)) if n == "auto" else int(n)
+    if n == "auto":
+        count = len(os.sched_getaffinity(0)) if collective_free else 1
+    else:
+        count = int(n)
     if count < 1:
         raise ValueError(f"cpu devices must be >= 1, got {n!r}")
     os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_COUNT_FLAG}={count}".strip()

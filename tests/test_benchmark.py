@@ -11,23 +11,30 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_benchmark_prints_a_train_record_and_a_summary():
+def test_benchmark_prints_train_records_and_summaries():
+    """One device (auto: shard_map) and two (host_reduce: two programs): the same step, so the same
+    FLOPs by XLA's cost analysis (up to the optimiser update, replicated on every device)."""
     proc = _run("--model=seed_cnn", "--batch_size=8", "--steps=3", "--rounds=1", "--first_step=false",
-                "--eval_examples=16")
+                "--eval_examples=16", "--cpu_devices=1,2", "--parallel=auto")
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = [json.loads(line) for line in proc.stdout.splitlines()]
-    train, summary = records
-    assert train["measurement"] == "train" and train["model"] == "seed_cnn" and train["batch_size"] == 8
-    assert train["device_kind"] == "cpu" and train["device_count"] == 1
-    assert train["train_images_per_second"] > 0 and train["eval_images_per_second"] > 0
-    assert 0 < train["fraction_of_peak"] < 1 and train["step_gflop"] > 0
-    assert summary == {"measurement": "summary", "model": "seed_cnn", "batch_size": 8, "cpu_devices": 1,
-                       "rounds": 1, "jax_train_images_per_second": train["train_images_per_second"]}
+    one, two, summary_one, summary_two = records
+    for train, devices, mode in ((one, 1, "shard_map"), (two, 2, "host_reduce")):
+        assert train["measurement"] == "train" and train["model"] == "seed_cnn" and train["batch_size"] == 8
+        assert (train["device_kind"], train["device_count"], train["parallel"]) == ("cpu", devices, mode)
+        assert train["train_images_per_second"] > 0 and train["eval_images_per_second"] > 0
+        assert 0 < train["fraction_of_peak"] < 1 and train["step_gflop"] > 0
+    assert abs(two["step_gflop"] / one["step_gflop"] - 1) < 0.02
+    assert summary_one == {"measurement": "summary", "model": "seed_cnn", "batch_size": 8, "cpu_devices": 1,
+                           "parallel": "shard_map", "rounds": 1,
+                           "jax_train_images_per_second": one["train_images_per_second"]}
+    assert (summary_two["cpu_devices"], summary_two["parallel"]) == (2, "host_reduce")
 
 
 def test_benchmark_refuses_bad_arguments_in_one_line():
     for args, words in ((["--model=alexnet"], "unknown model alexnet"),
                         (["--batch_size=big"], "--batch_size must be integers"),
+                        (["--parallel=threads"], "--parallel must be among auto,shard_map,pmap,host_reduce"),
                         (["--torch", "--torch_python=/nonexistent/python"], "--torch needs")):
         proc = _run(*args)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr

@@ -1,5 +1,6 @@
 """Crash safety and failures: kill -9 then resume, non-finite loss, bad workdirs, disk full."""
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -28,12 +29,15 @@ def prepared(data_dir):
 
 
 def test_sigkill_then_rerun_gives_the_uninterrupted_result(prepared, tmp_path):
+    """With the default devices (no XLA_FLAGS: one CPU device per core, host_reduce on 2+ cores)."""
     args = [*TINY, f"--config.data_dir={prepared}"]
-    straight = run_module("svhn_jax.main", *args, f"--workdir={tmp_path / 'straight'}")
+    default_devices = {"XLA_FLAGS": ""}
+    straight = run_module("svhn_jax.main", *args, f"--workdir={tmp_path / 'straight'}", env=default_devices)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     workdir = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "svhn_jax.main", *args, f"--workdir={workdir}"], cwd=REPO,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu", **default_devices},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not (workdir / "checkpoints" / "4").is_dir() and time.time() < deadline and proc.poll() is None:
@@ -43,7 +47,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(prepared, tmp_path):
     proc.wait()
     assert not (workdir / "final_metrics.json").exists()
 
-    resumed = run_module("svhn_jax.main", *args, f"--workdir={workdir}")
+    resumed = run_module("svhn_jax.main", *args, f"--workdir={workdir}", env=default_devices)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert sha(workdir) == sha(tmp_path / "straight")
 

@@ -226,7 +226,8 @@ TWO_DEVICES = textwrap.dedent("""
         model, tx = NARROW[name](parallel.AXIS), optax.sgd(0.1)
         host = jax.device_get(train.create_train_state(jax.random.key(0, impl="rbg"), model, tx, (16, 16, 3)))
         par = parallel.DataParallel(mode)
-        step = par.wrap(functools.partial(train.train_step, model=model, tx=tx, config=c), num_sharded=1)
+        step = par.wrap_train(functools.partial(train.compute_gradients, model=model, config=c),
+                              functools.partial(train.apply_gradients, tx=tx))
         state, metrics = step(par.put_state(host), par.put_batch(batch), jax.random.key(1, impl="rbg"))
         if mode == "pmap":
             per_device = [jax.tree.map(lambda x: np.asarray(x[d]), state.batch_stats) for d in range(2)]
@@ -244,18 +245,19 @@ TWO_DEVICES = textwrap.dedent("""
         assert np.isfinite(float(par.get_replicated(metrics)["loss"]))
         return par.get_state(state).params
 
-    params = {mode: one_step("goodfellow", mode) for mode in ("pmap", "shard_map")}
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                 params["pmap"], params["shard_map"])
+    params = {mode: one_step("goodfellow", mode) for mode in ("pmap", "shard_map", "host_reduce")}
+    for mode in ("pmap", "host_reduce"):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                     params[mode], params["shard_map"])
     one_step("resnet18", "shard_map")
     print("ok")
 """)
 
 
 def test_two_device_step_synchronises_batchnorm():
-    """One step on 2 devices (goodfellow: pmap and shard_map; resnet18: shard_map): both devices
-    hold the same statistics, those of the whole global batch (so they were averaged across
-    devices, not computed per shard), and pmap and shard_map give the same parameters."""
+    """One step on 2 devices (goodfellow: pmap, shard_map and host_reduce; resnet18: shard_map):
+    both devices hold the same statistics, those of the whole global batch (so they were averaged
+    across devices, not computed per shard), and the three modes give the same parameters."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     result = subprocess.run([sys.executable, "-c", TWO_DEVICES], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=600)
@@ -293,3 +295,32 @@ def test_narrow_models_learn(name, tiny_config):
         losses.append(float(loss))
     assert np.isfinite(losses).all()
     assert np.mean(losses[-5:]) < 0.7 * losses[0], losses
+
+
+def test_batch_norm_models_are_listed():
+    """`BATCH_NORM_MODELS` (used before JAX starts, to choose the CPU device count) names exactly the
+    models whose variables hold BatchNorm statistics."""
+    from configs import default
+    from svhn_jax.models import BATCH_NORM_MODELS, create_model, model_names
+    with_stats = set()
+    for name in model_names():
+        c = default.get_config()
+        c.model = name
+        shapes = jax.eval_shape(lambda: create_model(c).init(KEY(0), jnp.zeros((1, 32, 32, 3)), train=False))
+        if shapes.get("batch_stats"):
+            with_stats.add(name)
+    assert with_stats == set(BATCH_NORM_MODELS) and with_stats
+
+
+def test_winograd_prototype_is_a_convolution():
+    """The measured-and-rejected Winograd F(2x2, 5x5) prototype computes the same convolution and
+    gradients as XLA (odd sizes included), so its timings compare like with like."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("winograd_conv", REPO / "scripts" / "prototypes" / "winograd_conv.py")
+    wino = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wino)
+    x, w = _normal(0, (2, 7, 9, 3)), 0.1 * _normal(1, (5, 5, 3, 4))
+    loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w)))  # noqa: E731
+    ref = jax.value_and_grad(loss(_plain_conv), (0, 1))(x, w)
+    got = jax.value_and_grad(loss(wino.winograd_conv), (0, 1))(x, w)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), got, ref)

@@ -16,7 +16,10 @@ def free_port() -> int:
 
 def test_two_processes_equal_one_process_with_two_devices(data_dir, tmp_path):
     common = ["--config=configs/test.py", f"--config.data_dir={data_dir}"]
-    single = run_module("svhn_jax.main", *common, f"--workdir={tmp_path / 'single'}", devices=2)
+    # The same SPMD program in one process (shard_map; auto would pick host_reduce there, whose
+    # separately compiled update rounds differently).
+    single = run_module("svhn_jax.main", *common, f"--workdir={tmp_path / 'single'}", "--config.parallel=shard_map",
+                        devices=2)
     assert single.returncode == 0, single.stderr[-3000:]
 
     address = f"127.0.0.1:{free_port()}"

@@ -1,5 +1,6 @@
 """End-to-end training: determinism, resume, data-parallel equivalence, learning, the CLI."""
 import json
+import os
 
 import jax
 import numpy as np
@@ -63,7 +64,7 @@ def _params(workdir):
     return jax.tree.map(np.asarray, variables["params"])
 
 
-@pytest.mark.parametrize("mode", ["shard_map", "pmap"])
+@pytest.mark.parametrize("mode", ["host_reduce", "shard_map", "pmap"])
 def test_two_devices_match_one(mode, data_dir, tmp_path):
     """Same global batches on 2 devices give the 1-device parameters (up to float reduction order).
 
@@ -85,6 +86,20 @@ def test_two_devices_match_one(mode, data_dir, tmp_path):
     assert final["device_count"] == 2 and final["parallel"] == mode
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  _params(tmp_path), _params(one))
+
+
+@pytest.mark.parametrize("extra, collective_free", [([], True), (["--config.parallel=shard_map"], False)])
+def test_cpu_devices_default(extra, collective_free, data_dir, tmp_path):
+    """Without XLA_FLAGS, --cpu_devices=auto gives one device per core only to a step with no
+    in-program collective (host_reduce); a step that all-reduces inside XLA gets one device."""
+    result = run_module("svhn_jax.main", "--config=configs/test.py", f"--workdir={tmp_path}",
+                        f"--config.data_dir={data_dir}", "--config.num_train_steps=2", *extra,
+                        env={"XLA_FLAGS": ""})
+    assert result.returncode == 0, result.stderr[-2000:]
+    final = json.loads((tmp_path / "final_metrics.json").read_text())
+    cores = len(os.sched_getaffinity(0))
+    expected = (cores, "host_reduce" if cores > 1 else "shard_map") if collective_free else (1, "shard_map")
+    assert (final["device_count"], final["parallel"]) == expected
 
 
 def test_batch_must_divide_by_device_count(data_dir, tmp_path):

@@ -25,6 +25,11 @@ _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
 }
 
 
+# Models whose training step averages BatchNorm statistics across devices inside the program (an
+# all-reduce); kept by hand because it is needed before JAX may start (tests check it against init).
+BATCH_NORM_MODELS = frozenset({"goodfellow", "resnet18"})
+
+
 def register(name: str, factory: Callable[[ml_collections.ConfigDict], nn.Module]) -> None:
     _REGISTRY[name] = factory
 
