@@ -20,6 +20,8 @@ the same machine load, and a ``summary`` line gives the medians and their ratio.
   ``compile_seconds`` (lowering + XLA compilation, no persistent cache), ``step_gflop`` (XLA cost
   analysis) and ``fraction_of_peak`` (against `peak_gflops`), ``eval_images_per_second`` (the
   real `train.evaluate`: padded batches, predictions fetched to the host), ``peak_rss_mb``.
+- ``profile`` (``--profile``): milliseconds per step in each XLA op (a ``jax.profiler`` trace), the
+  top ``--profile_top`` with their output shapes and the heavy ops inside each fusion.
 - ``first_step``: a new process's first training step with an empty persistent compilation cache
   (``cold_seconds``) and again with the cache it filled (``warm_seconds``).
 - ``torch``: ``../shared/bench/torch_reference.py`` (same network, random data), per thread setting.
@@ -72,7 +74,11 @@ flags.DEFINE_enum("torch_device", "cpu", ["cpu", "cuda"], "Where the PyTorch pee
 flags.DEFINE_list("torch_threads", ["default"], "Torch thread counts (OMP_NUM_THREADS); 'default' = torch's own.")
 flags.DEFINE_bool("quickstart", False, "Also time the whole quickstart (configs/quickstart.py); minutes.")
 flags.DEFINE_enum("suite", "train", ["train", "all"], "'all' also runs the data, predict and synth benchmarks.")
-flags.DEFINE_enum("worker", "", ["", "train", "first_step"], "Internal: run one measurement in this process.")
+flags.DEFINE_bool("profile", False, "Also profile the training step per XLA op (jax.profiler trace of "
+                  "--profile_steps steps, last --cpu_devices/--parallel setting): a 'profile' record.")
+flags.DEFINE_integer("profile_steps", 10, "Steps traced by --profile.")
+flags.DEFINE_integer("profile_top", 15, "Ops listed by --profile.")
+flags.DEFINE_enum("worker", "", ["", "train", "first_step", "profile"], "Internal: run one measurement in this process.")
 FLAGS = flags.FLAGS
 
 
@@ -216,6 +222,84 @@ def worker_train(model: str, batch_size: int) -> dict:
             "load_avg": load}
 
 
+HEAVY_OPS = ("convolution", "dot", "reduce-window", "select-and-scatter", "reduce", "scatter", "gather",
+             "all-reduce", "custom-call")
+
+
+def hlo_ops(hlo_text: str) -> dict[str, dict]:
+    """{instruction name: {"shape", "op", "contains"}} from an HLO module's text; "contains" lists the
+    heavy ops inside a fusion's computation (e.g. a convolution), so the profile can be read."""
+    instr = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+) = (\S+) ([\w\-]+)\(")
+    computations: dict[str, set] = {}
+    ops, current = {}, None
+    for line in hlo_text.splitlines():
+        head = re.match(r"^(?:ENTRY\s+)?%?([\w.\-]+) .*\{\s*$", line)
+        if head and not line.startswith(" "):
+            current = computations.setdefault(head.group(1), set())
+            continue
+        m = instr.match(line)
+        if m:
+            name, shape, op = m.groups()
+            calls = re.search(r"calls=%?([\w.\-]+)", line)
+            ops[name] = {"shape": shape.split("{")[0], "opcode": op, "calls": calls.group(1) if calls else None}
+            if current is not None:
+                current.add(op)
+    for info in ops.values():
+        inside = computations.get(info.pop("calls") or "", set())
+        info["contains"] = sorted(inside & set(HEAVY_OPS))
+    return ops
+
+
+def worker_profile(model: str, batch_size: int) -> dict:
+    """Per-op time of the training step: a jax.profiler trace of the compiled step, XLA ops only."""
+    import glob
+    import gzip
+    import jax
+    from svhn_jax import parallel
+    config, par, net, state, run_train, split = _setup(model, batch_size)
+    from svhn_jax.data import pipeline
+    batch = par.put_batch(pipeline.TrainBatches(split, batch_size, seed=0).local_batch(0))
+    key = jax.random.key(1)
+    if isinstance(run_train, parallel.HostReducedStep):
+        run_train.compile(state, batch, key)
+        programs, step = run_train.programs, run_train
+    else:
+        step = run_train.lower(state, batch, key).compile()
+        programs = [step]
+    ops = {}  # (module, instruction) -> info: instruction names repeat across programs
+    for program in programs:
+        text = program.as_text()
+        module = re.match(r"HloModule ([\w.\-]+)", text).group(1)
+        ops.update({(module, name): info for name, info in hlo_ops(text).items()})
+    for _ in range(3):
+        state, metrics = step(state, batch, key)
+    jax.block_until_ready(state)
+    n = FLAGS.profile_steps
+    with tempfile.TemporaryDirectory(prefix="svhn_jax_profile_") as trace_dir:
+        t = time.perf_counter()
+        with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+            for _ in range(n):
+                state, metrics = step(state, batch, key)
+            jax.block_until_ready(state)
+        wall = time.perf_counter() - t
+        [trace] = glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True)
+        with gzip.open(trace) as f:
+            events = json.load(f)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    busy: dict[tuple[str, str], float] = {}
+    for e in events:
+        key = (e.get("args", {}).get("hlo_module"), e.get("name"))
+        if e.get("ph") == "X" and key in ops:
+            busy[key] = busy.get(key, 0.0) + e.get("dur", 0.0) / 1e3 / n   # ms per step
+    total = sum(busy.values())
+    top = sorted(busy.items(), key=lambda kv: -kv[1])[:FLAGS.profile_top]
+    return {"measurement": "profile", "model": model, "batch_size": batch_size, "device_count": jax.device_count(),
+            "parallel": par.mode, "steps": n, "step_ms": round(1e3 * wall / n, 2),
+            "op_ms_per_step": round(total, 2),  # summed over devices: can exceed step_ms
+            "ops": [{"program": module, "instruction": name, "ms_per_step": round(ms, 2),
+                     "share": round(ms / total, 3), **ops[module, name]} for (module, name), ms in top]}
+
+
 def worker_first_step(model: str, batch_size: int) -> dict:
     """Seconds to the end of the first training step, with the persistent cache of the environment."""
     t_start = time.perf_counter()
@@ -249,7 +333,8 @@ def jax_worker(kind: str, model: str, batch_size: int, cpu_devices: str, paralle
                env: dict | None = None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), f"--worker={kind}", f"--model={model}",
            f"--batch_size={batch_size}", f"--steps={FLAGS.steps}", f"--eval_examples={FLAGS.eval_examples}",
-           f"--cpu_devices={cpu_devices}", f"--parallel={parallel}"]
+           f"--cpu_devices={cpu_devices}", f"--parallel={parallel}", f"--profile_steps={FLAGS.profile_steps}",
+           f"--profile_top={FLAGS.profile_top}"]
     return run_json(cmd, env={"SVHN_JAX_COMPILATION_CACHE": "", **(env or {})})[-1]
 
 
@@ -290,6 +375,8 @@ def measure(model: str, batch_size: int) -> None:
                 record = torch_run(model, batch_size, threads)
                 emit({**record, "round": r})
                 torch_ips[threads].append(record["train_images_per_s"])
+    if FLAGS.profile:
+        emit(jax_worker("profile", model, batch_size, *runs[-1]))
     for (devices, mode), values in jax_ips.items():
         summary = {"measurement": "summary", "model": model, "batch_size": batch_size, "cpu_devices": int(devices),
                    "parallel": modes[devices, mode], "rounds": FLAGS.rounds,
@@ -335,7 +422,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.worker:
         from svhn_jax import xla_flags
         xla_flags.use_cpu_devices(int(FLAGS.cpu_devices[0]))
-        fn = worker_train if FLAGS.worker == "train" else worker_first_step
+        fn = {"train": worker_train, "first_step": worker_first_step, "profile": worker_profile}[FLAGS.worker]
         emit(fn(FLAGS.model[0], sizes[0]))
         return
     if FLAGS.torch and not (Path(FLAGS.torch_python).exists() and Path(FLAGS.torch_reference).exists()):

@@ -257,6 +257,11 @@ class HostReducedStep:
         # Per-device programs: the first does 1/devices of the step's work, the second all of it.
         return float(costs[0]["flops"]) * len(self.par.local_devices) + float(costs[1]["flops"])
 
+    @property
+    def programs(self) -> list:
+        """The two compiled executables (after the first call or `compile`)."""
+        return [self._grad_program, self._update_program]
+
     def __call__(self, state: PyTree, batch: PyTree, rng: jax.Array) -> tuple[PyTree, PyTree]:
         if self._grad_program is None:
             self.compile(state, batch, rng)

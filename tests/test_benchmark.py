@@ -15,10 +15,11 @@ def test_benchmark_prints_train_records_and_summaries():
     """One device (auto: shard_map) and two (host_reduce: two programs): the same step, so the same
     FLOPs by XLA's cost analysis (up to the optimiser update, replicated on every device)."""
     proc = _run("--model=seed_cnn", "--batch_size=8", "--steps=3", "--rounds=1", "--first_step=false",
-                "--eval_examples=16", "--cpu_devices=1,2", "--parallel=auto")
+                "--eval_examples=16", "--cpu_devices=1,2", "--parallel=auto", "--profile", "--profile_steps=2",
+                "--profile_top=4")
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = [json.loads(line) for line in proc.stdout.splitlines()]
-    one, two, summary_one, summary_two = records
+    one, two, profile, summary_one, summary_two = records
     for train, devices, mode in ((one, 1, "shard_map"), (two, 2, "host_reduce")):
         assert train["measurement"] == "train" and train["model"] == "seed_cnn" and train["batch_size"] == 8
         assert (train["device_kind"], train["device_count"], train["parallel"]) == ("cpu", devices, mode)
@@ -29,6 +30,13 @@ def test_benchmark_prints_train_records_and_summaries():
                            "parallel": "shard_map", "rounds": 1,
                            "jax_train_images_per_second": one["train_images_per_second"]}
     assert (summary_two["cpu_devices"], summary_two["parallel"]) == (2, "host_reduce")
+    # The profile (of the last setting): the heaviest XLA ops, read back from the HLO of both programs.
+    assert (profile["measurement"], profile["parallel"], profile["steps"]) == ("profile", "host_reduce", 2)
+    ops = profile["ops"]
+    assert len(ops) == 4 and 0 < sum(o["share"] for o in ops) <= 1
+    assert [o["ms_per_step"] for o in ops] == sorted((o["ms_per_step"] for o in ops), reverse=True)
+    assert any("convolution" in o["contains"] for o in ops), ops
+    assert {o["program"] for o in ops} <= {"jit_per_device", "jit_reduce_and_update"}
 
 
 def test_benchmark_refuses_bad_arguments_in_one_line():
