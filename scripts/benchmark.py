@@ -227,7 +227,7 @@ HEAVY_OPS = ("convolution", "dot", "reduce-window", "select-and-scatter", "reduc
 
 
 def hlo_ops(hlo_text: str) -> dict[str, dict]:
-    """{instruction name: {"shape", "op", "contains"}} from an HLO module's text; "contains" lists the
+    """{instruction name: {"shape", "opcode", "contains"}} from an HLO module's text; "contains" lists the
     heavy ops inside a fusion's computation (e.g. a convolution), so the profile can be read."""
     instr = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+) = (\S+) ([\w\-]+)\(")
     computations: dict[str, set] = {}
@@ -256,8 +256,8 @@ def worker_profile(model: str, batch_size: int) -> dict:
     import gzip
     import jax
     from svhn_jax import parallel
-    config, par, net, state, run_train, split = _setup(model, batch_size)
     from svhn_jax.data import pipeline
+    config, par, net, state, run_train, split = _setup(model, batch_size)
     batch = par.put_batch(pipeline.TrainBatches(split, batch_size, seed=0).local_batch(0))
     key = jax.random.key(1)
     if isinstance(run_train, parallel.HostReducedStep):
