@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from absl import app, flags
 
@@ -143,10 +144,23 @@ def _cost_flops(compiled) -> float | None:
     return float(cost["flops"]) if cost and "flops" in cost else None
 
 
+def _compile_step(run_train, state, batch, key) -> tuple[Callable, list, float | None]:
+    """(callable step, its compiled XLA executables, FLOPs of one whole step or None), compiled
+    ahead of time: one SPMD program, or host_reduce's two."""
+    import jax
+    from svhn_jax import parallel
+    if isinstance(run_train, parallel.HostReducedStep):
+        flops = run_train.compile(state, batch, key)
+        return run_train, run_train.programs, flops
+    compiled = run_train.lower(state, batch, key).compile()
+    flops = _cost_flops(compiled)  # of the per-device SPMD program: times the devices for the step
+    return compiled, [compiled], flops * jax.device_count() if flops else None
+
+
 def worker_train(model: str, batch_size: int) -> dict:
     """One training + evaluation measurement in this (fresh) process."""
     import jax
-    from svhn_jax import parallel, train
+    from svhn_jax import train
     from svhn_jax.data import pipeline
     load = os.getloadavg()[0]
     config, par, net, state, run_train, split = _setup(model, batch_size)
@@ -155,12 +169,7 @@ def worker_train(model: str, batch_size: int) -> dict:
     resident = par.put_batch(batches.local_batch(0))
 
     t = time.perf_counter()
-    if isinstance(run_train, parallel.HostReducedStep):  # two programs, compiled ahead of time
-        flops, compiled = run_train.compile(state, resident, key), run_train
-    else:
-        compiled = run_train.lower(state, resident, key).compile()  # the loop below calls this executable
-        flops = _cost_flops(compiled)  # of the per-device SPMD program: times the devices for the step
-        flops = flops * jax.device_count() if flops else None
+    compiled, _, flops = _compile_step(run_train, state, resident, key)  # the loop below calls `compiled`
     compile_seconds = time.perf_counter() - t
 
     def timed(step_batches) -> tuple[float, float]:
@@ -255,17 +264,11 @@ def worker_profile(model: str, batch_size: int) -> dict:
     import glob
     import gzip
     import jax
-    from svhn_jax import parallel
     from svhn_jax.data import pipeline
     config, par, net, state, run_train, split = _setup(model, batch_size)
     batch = par.put_batch(pipeline.TrainBatches(split, batch_size, seed=0).local_batch(0))
     key = jax.random.key(1)
-    if isinstance(run_train, parallel.HostReducedStep):
-        run_train.compile(state, batch, key)
-        programs, step = run_train.programs, run_train
-    else:
-        step = run_train.lower(state, batch, key).compile()
-        programs = [step]
+    step, programs, _ = _compile_step(run_train, state, batch, key)
     ops = {}  # (module, instruction) -> info: instruction names repeat across programs
     for program in programs:
         text = program.as_text()
