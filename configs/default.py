@@ -10,7 +10,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.dropout_rate = 0.2          # goodfellow, resnet18 (seed_cnn keeps the seed report's rates)
     c.goodfellow_first_layer = "bn_relu"  # bn_relu (SVHNClassifier-PyTorch) | maxout (the paper)
     c.model_dtype = "float32"     # goodfellow, resnet18 compute dtype: float32 | bfloat16 (GPU/TPU)
-    # Data (see svhn_jax/data/sources.py).
+    # Data (svhn_jax/data/sources.py: the registry; svhn_jax/data/paths.py: where the files live).
     c.dataset = "synthetic"       # synthetic | svhn | svhn_cropped | multi_mnist | hdf5
     c.recipe = "seed32_grey"      # seed32_grey | goodfellow64_rgb | ...
     c.data_dir = ""               # "" -> $SVHN_JAX_DATA or ~/.cache/svhn_jax/data
@@ -20,6 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_file = ""
     c.num_synthetic_train = 20000  # dataset=synthetic: examples generated per split
     c.num_synthetic_test = 2000
+    c.num_multi_mnist_train = 5000  # dataset=multi_mnist: examples composed per split
+    c.num_multi_mnist_test = 5000
+    c.mnist_npz = ""              # dataset=multi_mnist: "" -> TFDS mnist; else an .npz of images [N,28,28], labels
+    c.holdout_fraction = 0.2      # dataset=multi_mnist, .npz only: share of its digits kept for the test split
     c.crop_size = 0               # >0: random crop in training, centre crop at eval (on device)
     # Optimisation.
     c.seed = 0

@@ -42,8 +42,6 @@ def get_config():
     c.recipe = "multi64_grey"
     c.train_splits = ("train",)
     c.eval_split = "test"
-    c.mnist_npz = ""               # "" -> TFDS mnist; else an .npz with images [N,28,28] and labels
-    c.holdout_fraction = 0.2       # .npz only: share of its digits kept for the test split
     c.num_multi_mnist_train = 100_000
     c.num_multi_mnist_test = 5000
     c.crop_size = 0

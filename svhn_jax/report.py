@@ -82,15 +82,13 @@ def training_labels(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | N
     import h5py
     import ml_collections
 
-    from svhn_jax.data import sources
+    from svhn_jax.data import paths
     try:
-        c = ml_collections.ConfigDict(config)
-        paths = ([Path(p) for p in str(c.train_file).split(",")] if c.dataset == "hdf5"
-                 else [sources.split_file(c, s) for s in c.train_splits])
-        if not paths or not all(p.is_file() for p in paths):
+        files, _ = paths.split_files(ml_collections.ConfigDict(config))
+        if not files or not all(p.is_file() for p in files):
             return None
         parts = []
-        for p in paths:
+        for p in files:
             with h5py.File(p, "r") as f:
                 parts.append((f["lengths"][...], f["digits"][...]))
         return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])

@@ -3,15 +3,18 @@
   python -m svhn_jax.synth --out=DIR --split=train --num=N --seed=S [--workers=2]
 
 The same (seed, num) gives byte-identical files whatever the number of workers; ingest the folder with
-the same code as the real release (`svhn_jax.data.svhn.prepare_split_from_folder`).
+the same code as the real release (``python -m svhn_jax.prepare --dataset=svhn --source_dir=DIR``).
+``python -m svhn_jax.prepare --dataset=synthetic`` makes the HDF5 splits training reads in one go.
+A user error ends the program with one line, ``error: ...``.
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 from absl import app, flags
+
+from svhn_jax.errors import UserError, cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "", "Folder that receives <split>/ (created if missing).")
@@ -21,25 +24,26 @@ flags.DEFINE_integer("seed", 0, "Release seed; image i is a function of (seed, i
 flags.DEFINE_integer("workers", 2, "Rendering processes.")
 
 
+@cli
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     from svhn_jax.data import synthetic
 
     if not FLAGS.out:
-        sys.exit("synth: --out=DIR is required")
+        raise UserError("--out=DIR is required")
     if not FLAGS.split or "/" in FLAGS.split or FLAGS.split in (".", ".."):
-        sys.exit(f"synth: --split={FLAGS.split!r} must be a plain folder name")
+        raise UserError(f"--split={FLAGS.split!r} must be a plain folder name")
     if FLAGS.num < 1 or FLAGS.workers < 1:
-        sys.exit("synth: --num and --workers must be at least 1")
+        raise UserError("--num and --workers must be at least 1")
     folder = Path(FLAGS.out).expanduser() / FLAGS.split
     if folder.exists():
-        sys.exit(f"synth: {folder} already exists; remove it or choose another --out/--split")
+        raise UserError(f"{folder} already exists; remove it or choose another --out/--split")
     start = time.perf_counter()
     try:
         synthetic.write_release(folder, FLAGS.num, FLAGS.seed, workers=FLAGS.workers)
     except OSError as e:
-        sys.exit(f"synth: cannot write {folder}: {e}")
+        raise UserError(f"cannot write {folder}: {e}") from None
     seconds = time.perf_counter() - start
     print(f"wrote {FLAGS.num} images + digitStruct.mat to {folder} in {seconds:.1f} s "
           f"({FLAGS.num / seconds:.0f} images/s)")

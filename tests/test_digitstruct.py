@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from svhn_jax.data import digitstruct as ds
-from svhn_jax.data.digitstruct import DigitBox, Entry
+from svhn_jax.data.digitstruct import DigitBox, Entry, bulk, writer
 
 ENTRIES = [
     Entry("1.png", (DigitBox(1, 246.0, 77.0, 81.0, 219.0), DigitBox(9, 323.0, 81.0, 96.0, 219.0))),
@@ -61,7 +61,7 @@ def test_same_entries_give_the_same_bytes(mat, tmp_path):
 
 
 def test_ref_names_follow_matlab():
-    names = [bytes(n).rstrip(b"\0").decode() for n in ds._ref_names(3907)]
+    names = [bytes(n).rstrip(b"\0").decode() for n in writer._ref_names(3907)]
     assert names[:3] == ["a", "b", "c"] and names[26] == "A" and names[52] == "0" and names[61] == "9"
     assert names[62:64] == ["aa", "ab"] and names[3905] == "99" and names[3906] == "aaa"
 
@@ -73,9 +73,9 @@ def test_thousands_of_objects_are_indexed_for_hdf5(tmp_path):
                                            for j, d in enumerate(rng.integers(1, 11, 2)))) for i in range(1000)]
     path = tmp_path / "big.mat"
     ds.write_digitstruct(path, entries)
-    assert ds._read_bulk(path) == entries
+    assert bulk.read_bulk(path) == entries
     # per image: its name, its struct, then two numbers for each of the five fields
-    names = [bytes(n).rstrip(b"\0").decode() for n in ds._ref_names(1 + 12 * len(entries))]
+    names = [bytes(n).rstrip(b"\0").decode() for n in writer._ref_names(1 + 12 * len(entries))]
     addr = lambda obj: h5py.h5o.get_info(obj.id).addr  # noqa: E731
     with h5py.File(path, "r+") as f:
         refs = f["#refs#"]
@@ -90,12 +90,12 @@ def test_thousands_of_objects_are_indexed_for_hdf5(tmp_path):
     with h5py.File(path, "r") as f:
         assert len(f["#refs#"]) == len(names) + 300 and all(name in f["#refs#"] for name in names[::7])
         assert f["#refs#/new299"][0, 0] == 299
-    assert ds._read_bulk(path) == entries
+    assert bulk.read_bulk(path) == entries
 
 
 def test_both_parsers_read_back_exactly(mat):
     assert ds.read_digitstruct_per_object(mat) == ENTRIES
-    assert ds._read_bulk(mat) == ENTRIES  # the bulk path itself, no fallback
+    assert bulk.read_bulk(mat) == ENTRIES  # the bulk path itself, no fallback
     assert ds.read_digitstruct(mat) == ENTRIES
 
 
@@ -125,14 +125,14 @@ def _write_variant(path, entries, *, libver: str, compress: bool) -> None:
 def test_compressed_reference_arrays_still_read_in_bulk(tmp_path):
     path = tmp_path / "compressed.mat"
     _write_variant(path, ENTRIES, libver="earliest", compress=True)
-    assert ds._read_bulk(path) == ENTRIES
+    assert bulk.read_bulk(path) == ENTRIES
 
 
 def test_unknown_layout_falls_back_to_per_object(tmp_path):
     path = tmp_path / "v2headers.mat"
     _write_variant(path, ENTRIES, libver="latest", compress=False)  # version-2 object headers
-    with pytest.raises(ds._Unsupported):
-        ds._read_bulk(path)
+    with pytest.raises(bulk.Unsupported):
+        bulk.read_bulk(path)
     assert ds.read_digitstruct(path) == ENTRIES
 
 
@@ -159,4 +159,4 @@ def test_real_train_labels_round_trip_a_slice(tmp_path):
                                                    b["ymax"] - b["ymin"]) for b in e["boxes"]))
                for e in raw]
     ds.write_digitstruct(tmp_path / "d.mat", entries)
-    assert ds._read_bulk(tmp_path / "d.mat") == entries
+    assert bulk.read_bulk(tmp_path / "d.mat") == entries

@@ -9,6 +9,7 @@ from PIL import Image
 
 from conftest import SHARED, run_module
 from svhn_jax.data import multi_mnist, sources, store
+from svhn_jax.labels import PAD
 
 MNIST_5K = SHARED / "data" / "mnist_5k.npz"
 
@@ -52,7 +53,7 @@ def test_labels_and_lengths_match_the_drawn_digits():
     assert set(np.unique(c.lengths)) == {1, 2, 3, 4, 5}
     for n, row, src in zip(c.lengths, c.digits, c.sources):
         np.testing.assert_array_equal(row[:n], labels[src[:n]])
-        assert (row[n:] == store.PAD).all() and (src[n:] == -1).all() and (src[:n] >= 0).all()
+        assert (row[n:] == PAD).all() and (src[n:] == -1).all() and (src[:n] >= 0).all()
 
 
 def test_digits_stay_inside_the_image_and_boxes_hold_all_ink():
@@ -144,6 +145,7 @@ def test_load_npz_rejects_bad_files(tmp_path):
         multi_mnist.load_npz(tmp_path / "absent.npz")
 
 
+@pytest.mark.slow
 def test_prepare_cli_writes_one_contract_file(npz, tmp_path):
     out = tmp_path / "mm" / "test.h5"
     r = run_module("svhn_jax.prepare", "--dataset=multi_mnist", f"--mnist_npz={npz}", "--num_examples=50",
@@ -157,6 +159,7 @@ def test_prepare_cli_writes_one_contract_file(npz, tmp_path):
     assert split.filenames[0] == "test-s3/0000000" and split.attrs["num_examples"] == 50
 
 
+@pytest.mark.slow
 def test_prepare_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"junk")
     for npz_arg in (tmp_path / "absent.npz", tmp_path / "bad.npz"):

@@ -253,6 +253,7 @@ def test_bad_inputs_are_skipped_and_counted_or_fatal_with_strict(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("out.h5")] == ["out.h5"]
 
 
+@pytest.mark.slow
 def test_cli_ingests_an_extracted_folder_and_fails_in_one_line(release, tmp_path):
     source = release[0].parent
     ok = run_module("svhn_jax.prepare", "--dataset=svhn", "--splits=train", f"--source_dir={source}",
@@ -264,4 +265,4 @@ def test_cli_ingests_an_extracted_folder_and_fails_in_one_line(release, tmp_path
                      f"--data_dir={tmp_path}")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1] == (
-        f"prepare: {source}: holds neither test/digitStruct.mat nor test.tar.gz")
+        f"error: {source}: holds neither test/digitStruct.mat nor test.tar.gz")

@@ -124,6 +124,7 @@ def test_constants_are_the_ones_the_fitting_script_prints():
         assert getattr(synthetic, name) == value, name
 
 
+@pytest.mark.slow
 def test_cli_writes_a_release_and_refuses_to_overwrite(tmp_path):
     cmd = [sys.executable, "-m", "svhn_jax.synth", f"--out={tmp_path}", "--split=extra", "--num=3",
            "--seed=1", "--workers=1"]
@@ -140,7 +141,7 @@ def test_cli_writes_a_release_and_refuses_to_overwrite(tmp_path):
 
 def test_synthetic_splits_are_rendered_releases_ingested_like_real_svhn(tmp_path):
     from configs import test as test_config
-    from svhn_jax.data import sources, store
+    from svhn_jax.data import paths, sources, store
 
     c = test_config.get_config()
     c.data_dir, c.num_synthetic_train, c.num_synthetic_test = str(tmp_path), 30, 12
@@ -153,11 +154,11 @@ def test_synthetic_splits_are_rendered_releases_ingested_like_real_svhn(tmp_path
         assert store.decode_labels(data.lengths, data.digits) == [
             "".join(str(b.label % 10) for b in e.boxes) for e in entries]
     # The raw release is exactly what the CLI writes for the split's seed.
-    cli = synthetic.write_release(tmp_path / "cli" / "test", 12, seed=sources._SYNTHETIC_SEEDS["test"], workers=1)
+    cli = synthetic.write_release(tmp_path / "cli" / "test", 12, seed=paths.split_seed("test"), workers=1)
     assert cli == entries
     assert _files(tmp_path / "cli" / "test") == _files(tmp_path / "synthetic" / "raw" / "test")
     # Asking for another size remakes the split instead of silently reusing the stale file.
     c.num_synthetic_test = 7
     _, test = sources.ensure_splits(c)
     assert len(store.read_split(test).images) == 7
-    assert store.read_split(test).attrs["source"] == f"synthetic(seed={sources._SYNTHETIC_SEEDS['test']}, num=7)"
+    assert store.read_split(test).attrs["source"] == f"synthetic(seed={paths.split_seed('test')}, num=7)"

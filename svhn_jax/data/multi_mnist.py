@@ -1,4 +1,6 @@
-"""Multi-digit MNIST: 64x64 images holding 1-5 MNIST digits in a row, the seed report's second step.
+"""dataset=multi_mnist: 64x64 images holding 1-5 MNIST digits in a row, the seed report's second step.
+
+  python -m svhn_jax.prepare --dataset=multi_mnist --mnist_npz=PATH --num_examples=N --seed=S --out=FILE.h5
 
 `compose` is a pure function of (source digits, labels, count, seed): it draws, per image, a length
 uniform in 1-5, that many source digits (uniformly, with replacement), a common digit height with a
@@ -16,6 +18,7 @@ train split and the ``test`` pool its test split; with an .npz, a fixed permutat
 with `POOL_SEED`, independent of the composition seed) of its N digits puts the last
 ``round(N * holdout_fraction)`` in the ``test`` pool and the rest in the ``train`` pool. A test file
 is thus composed only of digits no training file ever uses, whatever seeds the files were made with.
+Training composes its splits on first use (`ensure_split`) and recomposes them when the settings change.
 """
 from __future__ import annotations
 
@@ -25,10 +28,13 @@ from pathlib import Path
 from typing import Iterator
 
 import h5py
+import ml_collections
 import numpy as np
 from PIL import Image
 
-from svhn_jax.data import store
+from svhn_jax.data import paths, preprocess, store, tfds_sources
+from svhn_jax.data.sources import DataMissingError
+from svhn_jax.labels import MAX_DIGITS
 
 POOLS = ("train", "test")
 POOL_SEED = 0
@@ -107,7 +113,7 @@ def _round(v: float) -> int:
 
 def _compose_one(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, boxes: np.ndarray,
                  size: int) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray]:
-    length = int(rng.integers(1, store.MAX_DIGITS + 1))
+    length = int(rng.integers(1, MAX_DIGITS + 1))
     src = rng.integers(0, images.shape[0], length)
     box = boxes[src]
     ink_h, ink_w = (box[:, 1] - box[:, 0]).astype(float), (box[:, 3] - box[:, 2]).astype(float)
@@ -125,7 +131,7 @@ def _compose_one(rng: np.random.Generator, images: np.ndarray, labels: np.ndarra
     band = heights.max() + 2 * np.abs(jitter).max()
     yc = _MARGIN + band / 2 + rng.uniform(0.0, max(0.0, room - band))
     canvas = np.zeros((size, size), np.uint8)
-    out_boxes = np.zeros((store.MAX_DIGITS, 4), np.int32)
+    out_boxes = np.zeros((MAX_DIGITS, 4), np.int32)
     for i in range(length):
         w, h = max(1, _round(widths[i])), max(1, _round(heights[i]))
         x = min(max(_round(x0 + lefts[i]), 0), size - w)
@@ -134,7 +140,7 @@ def _compose_one(rng: np.random.Generator, images: np.ndarray, labels: np.ndarra
         digit = np.asarray(Image.fromarray(images[src[i], t:b, l:r]).resize((w, h), Image.BILINEAR))
         np.maximum(canvas[y:y + h, x:x + w], digit, out=canvas[y:y + h, x:x + w])
         out_boxes[i] = (x, y, w, h)
-    sources = np.full((store.MAX_DIGITS,), -1, np.int64)
+    sources = np.full((MAX_DIGITS,), -1, np.int64)
     sources[:length] = src
     return canvas, [int(d) for d in labels[src]], out_boxes, sources
 
@@ -162,7 +168,7 @@ def compose(images: np.ndarray, labels: np.ndarray, num: int, seed: int, *, size
     """Composes `num` images of `size` x `size` from source digits [N, 28, 28] and labels [N]."""
     parts = list(iter_compose(images, labels, num, seed, size=size))
     if not parts:
-        k = store.MAX_DIGITS
+        k = MAX_DIGITS
         return Composed(np.zeros((0, size, size, 1), np.uint8), np.zeros((0,), np.int32),
                         np.zeros((0, k), np.int32), np.zeros((0, k, 4), np.int32), np.zeros((0, k), np.int64))
     return Composed(*(np.concatenate([getattr(p, f.name) for p in parts])
@@ -187,8 +193,15 @@ def source_pool(pool: str, *, mnist_npz: str | os.PathLike | None = None,
         return images[idx], labels[idx]
     if tfds_dir is None:
         raise ValueError("TFDS mnist needs a tfds_dir")
-    from svhn_jax.data import tfds_sources
     return tfds_sources.load_mnist(pool, tfds_dir)
+
+
+def image_size(recipe: str) -> int:
+    """The image size of `recipe`, which must be a greyscale one; ValueError otherwise."""
+    size, grey = preprocess.get_recipe(recipe)
+    if not grey:
+        raise ValueError(f"multi_mnist needs a greyscale recipe such as multi64_grey, not {recipe!r}")
+    return size
 
 
 def write_file(out: str | os.PathLike, pool: str, num: int, seed: int, *,
@@ -228,3 +241,17 @@ def ensure_file(out: str | os.PathLike, pool: str, num: int, seed: int, *,
         pass  # absent or unreadable: (re)compose
     return write_file(out, pool, num, seed, mnist_npz=mnist_npz, holdout_fraction=holdout_fraction,
                       tfds_dir=tfds_dir, size=size, recipe=recipe)
+
+
+def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
+    """Composes `split` unless `path` holds it already: the evaluation split from the held-out digits,
+    the others from the training digits, of ``config.mnist_npz`` or else TFDS mnist."""
+    is_eval = split == config.eval_split
+    try:
+        ensure_file(path, "test" if is_eval else "train",
+                    config.num_multi_mnist_test if is_eval else config.num_multi_mnist_train,
+                    paths.split_seed(split), mnist_npz=config.mnist_npz or None,
+                    holdout_fraction=config.holdout_fraction, tfds_dir=paths.tfds_dir(paths.data_dir(config)),
+                    size=image_size(config.recipe), recipe=config.recipe)
+    except (tfds_sources.TfdsError, ValueError, OSError) as e:
+        raise DataMissingError(f"{path} could not be composed: {e}") from None

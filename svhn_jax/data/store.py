@@ -11,7 +11,7 @@ Every data source (real SVHN, the synthetic renderer, multi-digit MNIST, TFDS) w
 
 A split is written to ``<path>.tmp-<pid>`` and renamed into place only when complete, so a crash
 never leaves a half-written file that looks finished, and an existing file is never clobbered by a
-failed run.
+failed run. dataset=hdf5 trains on such files named by ``config.train_file`` / ``config.eval_file``.
 """
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import h5py
+import ml_collections
 import numpy as np
 
-MAX_DIGITS = 5
-PAD = 10  # digit class used after the last digit of a sequence
+from svhn_jax.data.sources import DataMissingError
+from svhn_jax.labels import MAX_DIGITS, PAD
+
 _STR = h5py.string_dtype("utf-8")
 
 
@@ -64,7 +66,9 @@ def decode_labels(lengths: np.ndarray, digits: np.ndarray) -> list[str]:
 class SplitWriter:
     """Appends examples in chunks to a new HDF5 split; memory does not grow with the split size.
 
-    Use as a context manager: the file appears at `path` only if the block exits cleanly.
+    Use as a context manager: the file appears at `path` only if the block exits cleanly. It keeps
+    its own temporary file (`fileio.atomic_write` wants the whole write as one call, this one spans
+    many `append` calls).
     """
 
     def __init__(self, path: str | os.PathLike, image_shape: tuple[int, int, int], *, recipe: str,
@@ -159,3 +163,9 @@ def read_split(path: str | os.PathLike) -> Split:
                          filenames=f["filenames"].asstr()[...], attrs=dict(f.attrs))
     except OSError as e:
         raise ValueError(f"{path}: unreadable HDF5 file ({e})") from None
+
+
+def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
+    """dataset=hdf5: the files the config names are the user's; nothing is made, a missing one is named."""
+    if not path.is_file():
+        raise DataMissingError(f"{path} is missing (config.{split} of dataset=hdf5)")

@@ -1,12 +1,13 @@
-"""Real SVHN format 1: download, verify, extract, parse ``digitStruct.mat`` and write contract splits.
+"""dataset=svhn, real SVHN format 1: download, verify, extract, parse ``digitStruct.mat``, write splits.
 
-    prepare(["train", "test"], "seed32_grey", data_dir)   # what `python -m svhn_jax.prepare` runs
+    python -m svhn_jax.prepare --dataset=svhn --splits=train,test --recipe=seed32_grey   # runs `prepare`
 
 Downloads go to ``<data_dir>/svhn/raw/<split>.tar.gz`` (resumed with HTTP Range from a ``.part`` file,
 size and MD5 checked before use) and are extracted to ``<data_dir>/svhn/raw/<split>/`` through a
 temporary folder renamed into place, so a folder that exists is complete. `--source_dir` points at an
 already downloaded release instead: the ``.tar.gz`` files or the extracted folders. The prepared
-splits land at ``<data_dir>/svhn/<recipe>/<split>.h5`` (the layout of `svhn_jax.data.sources`).
+splits land at ``<data_dir>/svhn/<recipe>/<split>.h5`` (`svhn_jax.data.paths`). Training never
+downloads: `ensure_split` names the command that does.
 """
 from __future__ import annotations
 
@@ -25,11 +26,15 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping, Sequence
 
+import ml_collections
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from svhn_jax.data import digitstruct, preprocess, store
+from svhn_jax.data import digitstruct, paths, preprocess, store
+from svhn_jax.data.sources import DataMissingError
+from svhn_jax.errors import UserError
+from svhn_jax.labels import MAX_DIGITS
 
 BASE_URL = "http://ufldl.stanford.edu/housenumbers"
 SPLITS = ("train", "test", "extra")
@@ -52,7 +57,7 @@ _TASK = 256        # images per worker task
 _MAX_LISTED = 50   # skipped files named in the split's attributes
 
 
-class DataError(RuntimeError):
+class DataError(UserError):
     """Anything that stops a split from being prepared; the message is one line naming the file."""
 
 
@@ -285,7 +290,7 @@ def prepare_split_from_folder(folder: str | os.PathLike, out_path: str | os.Path
 
     usable, dropped = [], 0
     for e in entries:
-        if len(e.boxes) > store.MAX_DIGITS:
+        if len(e.boxes) > MAX_DIGITS:
             dropped += 1
         elif (error := _label_error(e)) is not None:
             skip(f"{folder / e.name}: {error}")
@@ -318,17 +323,27 @@ def prepare(splits: Sequence[str], recipe: str, data_dir: str | os.PathLike, *,
     """Makes ``<data_dir>/svhn/<recipe>/<split>.h5`` for each split that is not there yet."""
     if recipe not in preprocess.RECIPES:
         raise DataError(f"unknown recipe {recipe!r}; choose one of {', '.join(preprocess.RECIPES)}")
-    root = Path(data_dir) / "svhn"
+    root = Path(data_dir).expanduser()
     done = []
     for split in splits:
-        path = root / recipe / f"{split}.h5"
+        path = paths.split_path(root, "svhn", recipe, split)
         if path.exists():
             log(f"{path}: already prepared")
             continue
-        folder = split_folder(split, root / "raw", source_dir=source_dir, base_url=base_url, known=known,
-                              progress=progress)
+        folder = split_folder(split, root / "svhn" / "raw", source_dir=source_dir, base_url=base_url,
+                              known=known, progress=progress)
         stats = prepare_split_from_folder(folder, path, recipe, strict=strict, workers=workers)
         log(f"{path}: {stats.num_examples:,} images ({stats.num_dropped} with more than 5 digits dropped, "
             f"{stats.num_skipped} bad ones skipped) in {stats.seconds:.1f} s")
         done.append(stats)
     return done
+
+
+def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
+    """dataset=svhn: a missing split is an error naming the `prepare` command (a download of GBs)."""
+    if path.exists():
+        return
+    raise DataMissingError(
+        f"{path} is missing; make it with: python -m svhn_jax.prepare --dataset={config.dataset} "
+        f"--splits={','.join([*config.train_splits, config.eval_split])} --recipe={config.recipe} "
+        f"--data_dir={paths.data_dir(config)}")

@@ -1,4 +1,6 @@
-"""TFDS sources read through `tfds.data_source` (ArrayRecord, random access, no TensorFlow to read).
+"""dataset=svhn_cropped, and MNIST digits: TFDS read through `tfds.data_source` (ArrayRecord, no TensorFlow).
+
+  python -m svhn_jax.prepare --dataset=svhn_cropped --splits=train,test --recipe=seed32_grey
 
 - ``svhn_cropped``: SVHN "format 2", cropped 32x32x3 single digits (labels 0-9; TFDS already maps
   SVHN's 10 to 0). Converted into the data contract as length-1 sequences, the whole image taken
@@ -6,7 +8,7 @@
   ``<data_dir>/svhn_cropped/<recipe>/<split>.h5``.
 - ``mnist``: 28x28 digits, the default source of the multi-digit MNIST composer.
 
-The TFDS copies live in ``<data_dir>/tfds`` unless a ``tfds_dir`` is given. Reading them needs only
+The TFDS copies live in ``<data_dir>/tfds`` (`paths.tfds_dir`) unless a ``tfds_dir`` is given. Reading them needs only
 ``tensorflow-datasets`` and ``array_record`` (pinned in pyproject.toml). Building them on first use
 downloads the release (svhn_cropped: train, test and extra together, about 1.5 GB; mnist: 11 MB),
 and in tensorflow-datasets 4.9.10 the build step itself still imports TensorFlow (the builders read
@@ -22,22 +24,21 @@ import socket
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import ml_collections
 import numpy as np
 
-from svhn_jax.data import preprocess, store
+from svhn_jax.data import paths, preprocess, store
+from svhn_jax.data.sources import DataMissingError
+from svhn_jax.errors import UserError
+from svhn_jax.labels import MAX_DIGITS, PAD
 
 SVHN_CROPPED_SPLITS = ("train", "test", "extra")
 MNIST_SPLITS = ("train", "test")
 _CHUNK = 2048
 
 
-class TfdsError(RuntimeError):
+class TfdsError(UserError):
     """A TFDS dataset could not be built or read; the message is one line saying why and what to do."""
-
-
-def tfds_dir_for(data_dir: str | os.PathLike) -> Path:
-    """Where the TFDS ArrayRecord copies live under a data root."""
-    return Path(data_dir).expanduser() / "tfds"
 
 
 _DOWNLOAD_HOSTS = {"svhn_cropped": ("ufldl.stanford.edu", 80), "mnist": ("storage.googleapis.com", 443)}
@@ -94,7 +95,7 @@ def single_digit_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise ValueError(f"single-digit labels must lie in 0-9, got {labels.min()}..{labels.max()}")
-    digits = np.full((labels.size, store.MAX_DIGITS), store.PAD, np.int32)
+    digits = np.full((labels.size, MAX_DIGITS), PAD, np.int32)
     digits[:, 0] = labels
     return np.ones((labels.size,), np.int32), digits
 
@@ -134,13 +135,23 @@ def prepare_svhn_cropped(data_dir: str | os.PathLike, splits: Iterable[str], rec
     unknown = [s for s in splits if s not in SVHN_CROPPED_SPLITS]
     if unknown:
         raise ValueError(f"svhn_cropped: unknown split(s) {unknown}; choose from {list(SVHN_CROPPED_SPLITS)}")
-    tfds_dir = Path(tfds_dir) if tfds_dir else tfds_dir_for(data_dir)
-    out_dir = Path(data_dir).expanduser() / "svhn_cropped" / recipe
-    paths = []
+    tfds_dir = Path(tfds_dir) if tfds_dir else paths.tfds_dir(data_dir)
+    written = []
     for split in splits:
         source = data_source("svhn_cropped", split, tfds_dir, download=download)
-        paths.append(write_svhn_cropped_split(source, out_dir / f"{split}.h5", split=split, recipe=recipe))
-    return paths
+        out = paths.split_path(data_dir, "svhn_cropped", recipe, split)
+        written.append(write_svhn_cropped_split(source, out, split=split, recipe=recipe))
+    return written
+
+
+def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
+    """dataset=svhn_cropped: built through TFDS when missing (needs the network, and TensorFlow, once)."""
+    if path.exists():
+        return
+    try:
+        prepare_svhn_cropped(paths.data_dir(config), [split], config.recipe)
+    except TfdsError as e:
+        raise DataMissingError(f"{path} is missing and could not be made: {e}") from None
 
 
 def load_mnist(split: str, tfds_dir: str | os.PathLike, *,
