@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import ml_collections
 
-from svhn_jax.data import paths, svhn, synthetic
+from svhn_jax.data import paths, preprocess, svhn, synthetic
 
 
 def seed_and_num(config: ml_collections.ConfigDict, split: str) -> tuple[int, int]:
@@ -45,6 +45,7 @@ def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> N
     """
     if _stored_source(path) == source_name(config, split):
         return
+    preprocess.get_recipe(config.recipe)  # a bad recipe fails before minutes of rendering
     seed, num = seed_and_num(config, split)
     raw = paths.raw_dir(config, split)
     # One process per core (the bytes do not depend on it); on small splits starting them costs more.
