@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from svhn_jax.data.svhn_release import BASE_URL
 from svhn_jax.errors import UserError, cli
 
 FLAGS = flags.FLAGS
@@ -25,7 +26,7 @@ flags.DEFINE_string("splits", "train,test", "Comma-separated split names.")
 flags.DEFINE_string("recipe", "seed32_grey", "Preprocessing recipe (seed32_grey | goodfellow64_rgb).")
 flags.DEFINE_string("data_dir", "", "Root of the prepared files ('' -> $SVHN_JAX_DATA or ~/.cache/svhn_jax/data).")
 flags.DEFINE_string("source_dir", "", "An already downloaded release (.tar.gz files or extracted folders).")
-flags.DEFINE_string("base_url", "http://ufldl.stanford.edu/housenumbers", "Where the release is downloaded from.")
+flags.DEFINE_string("base_url", BASE_URL, "svhn: where the release is downloaded from.")
 flags.DEFINE_bool("strict", False, "Treat a bad image or label as an error instead of skipping it.")
 flags.DEFINE_integer("workers", 2, "svhn: processes used for preprocessing.")
 flags.DEFINE_string("mnist_npz", "", "multi_mnist: an .npz with images uint8 [N,28,28] and labels (default: TFDS mnist).")

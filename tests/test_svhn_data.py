@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from svhn_jax.data import preprocess, store, svhn
+from svhn_jax.data import preprocess, store, svhn, svhn_release
 from svhn_jax.data.digitstruct import DigitBox, Entry, write_digitstruct
 from conftest import run_module
 
@@ -54,8 +54,8 @@ def pack(folder: Path, archive: Path) -> bytes:
     return archive.read_bytes()
 
 
-def archive_of(data: bytes) -> svhn.Archive:
-    return svhn.Archive(len(data), hashlib.md5(data).hexdigest())
+def archive_of(data: bytes) -> svhn_release.Archive:
+    return svhn_release.Archive(len(data), hashlib.md5(data).hexdigest())
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -160,7 +160,7 @@ def test_prepare_over_http_writes_the_contract(server, release, tmp_path):
 def test_download_resumes_after_a_cut(server, release, tmp_path):
     data = release[1]
     server.cuts["/svhn/train.tar.gz"] = len(data) // 3
-    dest = svhn.download(server.url + "/svhn/train.tar.gz", tmp_path / "train.tar.gz", archive_of(data),
+    dest = svhn_release.download(server.url + "/svhn/train.tar.gz", tmp_path / "train.tar.gz", archive_of(data),
                          progress=False)
     assert dest.read_bytes() == data and not (tmp_path / "train.tar.gz.part").exists()
     assert server.requests == [("/svhn/train.tar.gz", None), ("/svhn/train.tar.gz", f"bytes={len(data) // 3}-")]
@@ -169,30 +169,30 @@ def test_download_resumes_after_a_cut(server, release, tmp_path):
 def test_download_resumes_across_runs(server, release, tmp_path):
     data = release[1]
     server.cuts["/svhn/train.tar.gz"] = 1000
-    with pytest.raises(svhn.DataError, match="1,000 of .* bytes kept .* rerun to resume"):
-        svhn.download(server.url + "/svhn/train.tar.gz", tmp_path / "t.tar.gz", archive_of(data), retries=0,
+    with pytest.raises(svhn_release.DataError, match="1,000 of .* bytes kept .* rerun to resume"):
+        svhn_release.download(server.url + "/svhn/train.tar.gz", tmp_path / "t.tar.gz", archive_of(data), retries=0,
                       progress=False)
     assert (tmp_path / "t.tar.gz.part").stat().st_size == 1000
-    svhn.download(server.url + "/svhn/train.tar.gz", tmp_path / "t.tar.gz", archive_of(data), progress=False)
+    svhn_release.download(server.url + "/svhn/train.tar.gz", tmp_path / "t.tar.gz", archive_of(data), progress=False)
     assert (tmp_path / "t.tar.gz").read_bytes() == data and server.requests[-1][1] == "bytes=1000-"
 
 
 def test_wrong_checksum_is_rejected(server, release, tmp_path):
-    wrong = svhn.Archive(len(release[1]), "0" * 32)
-    with pytest.raises(svhn.ChecksumError, match="MD5"):
-        svhn.download(server.url + "/svhn/train.tar.gz", tmp_path / "train.tar.gz", wrong, progress=False)
+    wrong = svhn_release.Archive(len(release[1]), "0" * 32)
+    with pytest.raises(svhn_release.ChecksumError, match="MD5"):
+        svhn_release.download(server.url + "/svhn/train.tar.gz", tmp_path / "train.tar.gz", wrong, progress=False)
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(svhn.ChecksumError, match="bytes, expected"):  # a local archive is checked too
+    with pytest.raises(svhn_release.ChecksumError, match="bytes, expected"):  # a local archive is checked too
         (tmp_path / "src").mkdir()
         (tmp_path / "src" / "train.tar.gz").write_bytes(release[1][:-1])
-        svhn.split_folder("train", tmp_path / "raw", source_dir=tmp_path / "src",
+        svhn_release.split_folder("train", tmp_path / "raw", source_dir=tmp_path / "src",
                           known={"train": archive_of(release[1])})
     assert not (tmp_path / "raw" / "train").exists()
 
 
 def test_offline_says_what_to_download(tmp_path):
-    with pytest.raises(svhn.DataError) as e:
-        svhn.split_folder("test", tmp_path, base_url="http://127.0.0.1:9", progress=False)
+    with pytest.raises(svhn_release.DataError) as e:
+        svhn_release.split_folder("test", tmp_path, base_url="http://127.0.0.1:9", progress=False)
     assert "cannot download http://127.0.0.1:9/test.tar.gz" in str(e.value)
     assert f"{tmp_path / 'test.tar.gz'}" in str(e.value) and "\n" not in str(e.value)
 
@@ -214,8 +214,8 @@ def test_extraction_refuses_escaping_members(tmp_path, bad):
     else:
         evil = tarfile.TarInfo(bad)
     archive = _tar(tmp_path / "train.tar.gz", [(good, b"x"), (evil, b"evil")])
-    with pytest.raises(svhn.UnsafeArchiveError, match="refused"):
-        svhn.extract(archive, "train", tmp_path / "raw")
+    with pytest.raises(svhn_release.UnsafeArchiveError, match="refused"):
+        svhn_release.extract(archive, "train", tmp_path / "raw")
     assert not (tmp_path / "raw" / "train").exists() and list((tmp_path / "raw").iterdir()) == []
     assert not (tmp_path / "evil.txt").exists()
 
