@@ -1,7 +1,8 @@
 """The seed report's recipe on real SVHN format 1: the small ConvNet on 32x32 greyscale crops.
 
-Adam, lr 7.5e-4 x 0.95 every 5,000 steps (staircase), batch 64, 5 blank heads. The report reached
-85.05 % sequence / 91.5 % digit accuracy on the test set.
+Adam, lr 7.5e-4 x 0.95 every 5,000 steps (staircase), batch 64, 5 blank heads: the recipe the
+project replicates first. The report reached 85.05 % sequence / 91.5 % digit accuracy on the test
+set; this code has not run it on the real data yet (docs/results.md).
 
 Prepare the data once (downloads 680 MB), then train:
   python -m svhn_jax.prepare --dataset=svhn --splits=train,test --recipe=seed32_grey
