@@ -11,8 +11,8 @@ Every (model, batch size) is measured in fresh subprocesses, so each gets its ow
 compilation; with ``--torch`` the JAX and PyTorch runs alternate ``--rounds`` times, so both see
 the same machine load, and a ``summary`` line gives the medians and their ratio. Records:
 
-- ``train``: the real training step (`train.compute_gradients` + `train.apply_gradients` joined by
-  `parallel.DataParallel.wrap_train`, as in training; ``--parallel`` picks the mode):
+- ``train``: the real training step (`train.make_train_step`, as in training; ``--parallel`` picks
+  the mode):
   ``train_images_per_second`` with batches from the real input pipeline (`pipeline.TrainBatches`
   over an in-memory split, prefetched and placed on device in a background thread), and
   ``device_resident_images_per_second`` with one batch already on the device (the gap is what the
@@ -32,7 +32,6 @@ machine vary; compare ratios from one run, not absolute numbers across runs.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -121,21 +120,21 @@ def _random_split(config, n: int, seed: int):
 
 
 def _setup(model: str, batch_size: int):
-    """(config, par, model, tx, device state, run_train, train split) as `train_and_evaluate` builds them."""
+    """(config, par, model, device state, run_train, train split) as `train_and_evaluate` builds them."""
     import jax
     from svhn_jax import parallel, train
+    from svhn_jax.data.model_input import input_shape
     from svhn_jax.models import create_model
+    from svhn_jax.state import create_train_state, make_optimizer
     config = _config(model, batch_size)
     par = parallel.DataParallel(config.parallel)
     parallel.check_divisible(batch_size)
     split = _random_split(config, max(4096, 2 * batch_size), seed=0)
     net = create_model(config)
-    tx, _ = train.make_optimizer(config)
-    shape = train.input_shape(config, split.images.shape[1:])
-    state = par.put_state(jax.device_get(train.create_train_state(jax.random.key(0), net, tx, shape)))
-    run_train = par.wrap_train(functools.partial(train.compute_gradients, model=net, config=config),
-                               functools.partial(train.apply_gradients, tx=tx))
-    return config, par, net, state, run_train, split
+    tx, _ = make_optimizer(config)
+    shape = input_shape(config, split.images.shape[1:])
+    state = par.put_state(jax.device_get(create_train_state(jax.random.key(0), net, tx, shape)))
+    return config, par, net, state, train.make_train_step(config, net, tx, par), split
 
 
 def _cost_flops(compiled) -> float | None:
@@ -199,8 +198,7 @@ def worker_train(model: str, batch_size: int) -> dict:
     pipeline_ms = (time.perf_counter() - t) / 50 * 1e3
 
     eval_split = _random_split(config, FLAGS.eval_examples, seed=1)
-    run_eval = par.wrap(functools.partial(train.eval_step, model=net, config=config), num_sharded=1,
-                        out_sharded=True)
+    run_eval = train.make_eval_step(config, net, par)
     train.evaluate(run_eval, state, _random_split(config, config.eval_batch_size, 2), config, par)  # compiles
     t = time.perf_counter()
     train.evaluate(run_eval, state, eval_split, config, par)
@@ -208,7 +206,7 @@ def worker_train(model: str, batch_size: int) -> dict:
 
     on_cpu = jax.devices()[0].platform == "cpu"
     peak, how = peak_gflops() if on_cpu else (0.0, "not estimated off the CPU")
-    flops = flops if on_cpu else None  # on a GPU it was inconsistent: goodfellow 8.8 GFLOP at batch 32, 3.6 at 128
+    flops = flops if on_cpu else None  # XLA's GPU cost analysis is inconsistent across batch sizes
     step_s = real_s / n
     return {"measurement": "train", "framework": "jax", "jax": jax.__version__, "model": model,
             "batch_size": batch_size, "device_kind": jax.devices()[0].device_kind,

@@ -11,10 +11,7 @@ from pathlib import Path
 
 import jax
 
-
-def default_cache_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-    return cache / "svhn_jax" / "jax_compilation_cache"
+from svhn_jax.fileio import user_cache_dir
 
 
 def enable(cache_dir: str | os.PathLike | None = None) -> Path | None:
@@ -24,7 +21,7 @@ def enable(cache_dir: str | os.PathLike | None = None) -> Path | None:
         if not env:
             return None
         cache_dir = env
-    path = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = Path(cache_dir) if cache_dir else user_cache_dir() / "jax_compilation_cache"
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:

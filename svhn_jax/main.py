@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from svhn_jax import compilation_cache, parallel, train, xla_flags
 from svhn_jax.data.sources import DataMissingError
+from svhn_jax.errors import UserError, cli, one_line
 from svhn_jax.models import BATCH_NORM_MODELS
 
 FLAGS = flags.FLAGS
@@ -25,8 +26,8 @@ flags.DEFINE_integer("num_processes", 0, "Multi-process: how many processes take
 flags.DEFINE_integer("process_id", -1, "Multi-process: this process's index, 0..num_processes-1.")
 flags.DEFINE_string("cpu_devices", "auto", "Host CPU devices for XLA: a count, or 'auto': one per core "
                     "when the step needs no in-program collective (one process, --config.parallel auto or "
-                    "host_reduce, a model without BatchNorm; ~2x the speed on 2 cores), else 1 (XLA:CPU's "
-                    "all-reduce can deadlock: svhn_jax/xla_flags.py). XLA_FLAGS wins.")
+                    "host_reduce, a model without BatchNorm), else 1 (XLA:CPU's all-reduce can deadlock: "
+                    "svhn_jax/xla_flags.py). XLA_FLAGS wins.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -60,6 +61,7 @@ def quiet_libraries() -> None:
     sys.unraisablehook = unraisablehook
 
 
+@cli
 def main(argv: list[str]) -> None:
     config = FLAGS.config
     one_process = FLAGS.num_processes <= 1 and not parallel.cluster_detected()
@@ -68,7 +70,7 @@ def main(argv: list[str]) -> None:
     try:  # before anything starts JAX's backend
         xla_flags.use_cpu_devices(FLAGS.cpu_devices, collective_free)
     except ValueError:
-        sys.exit(f"error: --cpu_devices must be a positive integer or 'auto', got {FLAGS.cpu_devices!r}")
+        raise UserError(f"--cpu_devices must be a positive integer or 'auto', got {FLAGS.cpu_devices!r}") from None
     quiet_libraries()
     compilation_cache.enable()
     if len(argv) > 1:
@@ -76,10 +78,11 @@ def main(argv: list[str]) -> None:
     try:
         parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
-    except (train.RunError, DataMissingError, ValueError) as e:
-        sys.exit(f"error: {e}")
+    except (ValueError, DataMissingError) as e:  # a config value the code refuses; data the user must provide
+        raise UserError(e) from None
 
 
+@cli
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing, with config errors (e.g. a misspelt key) as one line instead of a traceback."""
     try:
@@ -87,11 +90,11 @@ def parse_flags(argv: list[str]) -> list[str]:
         FLAGS.config.get("model")  # the config file loads lazily: surface its errors here
         return argv
     except flags.Error as e:
-        sys.exit("error: " + " ".join(str(e).split()))
+        raise UserError(one_line(e)) from None
     except (AttributeError, KeyError, TypeError, ValueError, OSError, ImportError) as e:
-        text = " ".join(str(e).replace("\\n", " ").replace("\\'", "").replace("'", "").split())
+        text = one_line(str(e).replace("\\n", " ").replace("\\'", "").replace("'", ""))
         text = text.replace("Configuration is not available because of an earlier failure to load: ", "")
-        sys.exit(f"error: unknown or invalid --config key: {text}")
+        raise UserError(f"unknown or invalid --config key: {text}") from None
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Evaluation metrics as pure numpy functions of decoded predictions and true labels.
+"""Evaluation metrics as pure functions of decoded predictions and true labels.
+
+`sequence_correct`, `digit_accuracy` and `batch_accuracies` take numpy or jax arrays (they also run
+inside a jitted training step, for the logged batch accuracies); the rest is numpy.
 
 Predictions and labels use the data contract's encoding: lengths int [N], digits int [N, 5] with
 PAD (10) after the last digit. A predicted length of 0 (an empty answer, possible with the
@@ -28,25 +31,33 @@ from typing import Any, Sequence
 
 import numpy as np
 
-PAD = 10
-MAX_DIGITS = 5
+from svhn_jax.labels import MAX_DIGITS, PAD
+
 COVERAGE_TARGETS = (0.98, 0.95)
+Array = Any  # a numpy or jax array
 
 
-def sequence_correct(pred_digits: np.ndarray, true_digits: np.ndarray) -> np.ndarray:
+def sequence_correct(pred_digits: Array, true_digits: Array) -> Array:
     """Whole-sequence correctness per example (length and every digit right), bool [N]."""
-    return np.all(np.asarray(pred_digits) == np.asarray(true_digits), axis=-1)
+    return (pred_digits == true_digits).all(axis=-1)
 
 
-def _inside(true_lengths: np.ndarray, width: int = MAX_DIGITS) -> np.ndarray:
-    return np.arange(width)[None, :] < np.asarray(true_lengths)[:, None]
+def _inside(true_lengths: Array, width: int = MAX_DIGITS) -> Array:
+    """bool [N, width]: the positions inside each true length."""
+    return true_lengths[:, None] > np.arange(width)[None, :]
 
 
-def digit_accuracy(pred_digits: np.ndarray, true_lengths: np.ndarray, true_digits: np.ndarray) -> float:
-    """Fraction of the true digits (positions inside the true length) predicted right."""
-    inside = _inside(true_lengths, np.shape(true_digits)[1])
-    hits = (np.asarray(pred_digits) == np.asarray(true_digits)) & inside
-    return float(hits.sum() / max(int(inside.sum()), 1))
+def digit_accuracy(pred_digits: Array, true_lengths: Array, true_digits: Array) -> Array:
+    """Fraction of the true digits (positions inside the true length) predicted right (0 with none)."""
+    inside = _inside(true_lengths, true_digits.shape[1])
+    hits = (pred_digits == true_digits) & inside
+    return hits.sum() / inside.sum().clip(1)
+
+
+def batch_accuracies(pred_digits: Array, true_lengths: Array, true_digits: Array) -> dict[str, Array]:
+    """{"sequence_accuracy", "digit_accuracy"} of a batch, as 0-d arrays (works under jit)."""
+    return {"sequence_accuracy": sequence_correct(pred_digits, true_digits).mean(),
+            "digit_accuracy": digit_accuracy(pred_digits, true_lengths, true_digits)}
 
 
 def accuracy_per_length(correct: np.ndarray, true_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +78,7 @@ def digit_confusion(pred_digits: np.ndarray, true_lengths: np.ndarray,
                     true_digits: np.ndarray) -> tuple[np.ndarray, int]:
     """(confusion int [10, 10] rows true / columns predicted, digits_missed) — see module doc."""
     pred, true = np.asarray(pred_digits), np.asarray(true_digits)
-    inside = _inside(true_lengths, true.shape[1])
+    inside = _inside(np.asarray(true_lengths), true.shape[1])
     counted = inside & (pred != PAD)
     confusion = np.zeros((10, 10), np.int64)
     np.add.at(confusion, (true[counted], pred[counted]), 1)
@@ -128,14 +139,16 @@ def evaluation_metrics(pred_lengths: np.ndarray, pred_digits: np.ndarray, confid
     lengths with examples only), ``eval_digit_confusion`` (10 x 10 lists),
     ``eval_length_confusion`` (6 x 6 lists).
     """
+    pred_lengths, pred_digits, true_lengths, true_digits = map(
+        np.asarray, (pred_lengths, pred_digits, true_lengths, true_digits))
     correct = sequence_correct(pred_digits, true_digits)
     n = int(correct.size)
     per_length, count = accuracy_per_length(correct, true_lengths)
     confusion, missed = digit_confusion(pred_digits, true_lengths, true_digits)
     metrics: dict[str, Any] = {
         "eval_sequence_accuracy": float(correct.mean()) if n else 0.0,
-        "eval_digit_accuracy": digit_accuracy(pred_digits, true_lengths, true_digits),
-        "eval_length_accuracy": float(np.mean(np.asarray(pred_lengths) == np.asarray(true_lengths))) if n else 0.0,
+        "eval_digit_accuracy": float(digit_accuracy(pred_digits, true_lengths, true_digits)),
+        "eval_length_accuracy": float(np.mean(pred_lengths == true_lengths)) if n else 0.0,
         "num_eval_examples": n,
         "eval_digits_missed": missed,
     }

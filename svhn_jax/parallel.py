@@ -1,9 +1,9 @@
-"""Data parallelism as SPMD: the per-device step is written once, then wrapped by config.
+"""Data parallelism as SPMD: the per-device step is written once, then wrapped in one of three modes.
 
 A per-device function sees its shard of the global batch and the named axis `AXIS`. A training
 step comes in two halves: ``grad_fn`` (this shard's gradients and statistics) and ``update_fn``
 (the optimiser update from their mean over every device); `DataParallel.wrap_train` joins them in
-one of three modes (``config.parallel``; "auto" picks one):
+the mode ``config.parallel`` names ("auto" picks one):
 
 - shard_map: one SPMD program, ``jax.shard_map`` over a 1-D mesh of every device (all processes
   included), ``lax.pmean`` of the gradients inside it. State is a tree of global arrays replicated
@@ -16,19 +16,19 @@ one of three modes (``config.parallel``; "auto" picks one):
   each device's vector is then copied to every other device (plain device-to-device copies, issued
   by the host), and the second program, replicated, sums them in device order and updates the
   state on every device. On a multi-core CPU split into one XLA device per core this trains as
-  fast as shard_map mode (~2x one device on 2 cores) without XLA:CPU's in-process all-reduce,
-  which can deadlock there (`svhn_jax.xla_flags`). Models with BatchNorm still average their batch
-  statistics inside the first program.
+  fast as shard_map mode without XLA:CPU's in-process all-reduce, which can deadlock there
+  (`svhn_jax.xla_flags`). Models with BatchNorm still average their batch statistics inside the
+  first program.
 
 "auto" is host_reduce in a single process with several CPU devices, shard_map otherwise.
 
-The canonical (host) form of the state is a tree of numpy arrays, identical on every process.
+The canonical (host) form of the state is a tree of numpy arrays, identical on every process;
+`DataParallel` moves it, and batches, into the mode's device layout and back.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import os
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -79,7 +79,9 @@ def check_divisible(global_batch: int, name: str = "batch_size") -> None:
 
 
 class DataParallel:
-    """Runs per-device steps over every device with shard_map or pmap (`mode`)."""
+    """Runs per-device steps over every device in one `mode` of `MODES`, and moves data to and from
+    that mode's layout: a tree of global arrays (shard_map, host_reduce), or arrays with a leading
+    axis of local devices (pmap)."""
 
     def __init__(self, mode: str = "shard_map"):
         if mode == "auto":
@@ -153,34 +155,27 @@ class DataParallel:
         return self.wrap(step, num_sharded=1, donate_state=True)
 
     # --- moving data ------------------------------------------------------------------------
+    def put_global(self, host_tree: PyTree) -> PyTree:
+        """Host (numpy) tree -> global arrays replicated over the mesh (checkpoints' layout)."""
+        return jax.tree.map(
+            lambda x: jax.make_array_from_process_local_data(self.replicated, np.asarray(x)), host_tree)
+
     def put_state(self, host_state: PyTree) -> PyTree:
         """Host (numpy) state -> the device layout of this mode."""
         if self.mode != "pmap":
-            return jax.tree.map(
-                lambda x: jax.make_array_from_process_local_data(self.replicated, np.asarray(x)),
-                host_state)
+            return self.put_global(host_state)
         d = self.num_local_devices  # pmap places a leading device axis on the local devices itself
         return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (d, *np.shape(x))), host_state)
 
-    def get_state(self, state: PyTree) -> PyTree:
-        """Device state -> host numpy tree (every process gets the full copy)."""
+    def to_host(self, tree: PyTree) -> PyTree:
+        """A replicated tree (the state, a pmean'd output, a restored checkpoint) -> host numpy."""
         if self.mode != "pmap":
-            return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state)
-        return jax.tree.map(lambda x: np.asarray(x[0]), state)
+            return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+        return jax.tree.map(lambda x: np.asarray(x[0]), tree)
 
     def to_global(self, state: PyTree) -> PyTree:
         """Device state -> replicated global arrays (the layout checkpoints are written from)."""
-        return state if self.mode != "pmap" else self.put_global(self.get_state(state))
-
-    def put_global(self, host_state: PyTree) -> PyTree:
-        return jax.tree.map(
-            lambda x: jax.make_array_from_process_local_data(self.replicated, np.asarray(x)), host_state)
-
-    def from_global(self, global_state: PyTree) -> PyTree:
-        """Replicated global arrays (e.g. restored from a checkpoint) -> this mode's layout."""
-        if self.mode != "pmap":
-            return global_state
-        return self.put_state(jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), global_state))
+        return state if self.mode != "pmap" else self.put_global(self.to_host(state))
 
     def put_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """This process's slice of a global batch -> the device layout of this mode."""
@@ -191,12 +186,6 @@ class DataParallel:
         d = self.num_local_devices
         return {k: v.reshape(d, -1, *v.shape[1:]) for k, v in local_batch.items()}
 
-    def get_replicated(self, tree: PyTree) -> PyTree:
-        """A replicated (pmean'd) output -> host numpy."""
-        if self.mode != "pmap":
-            return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
-        return jax.tree.map(lambda x: np.asarray(x[0]), tree)
-
     def get_per_example(self, tree: PyTree) -> PyTree:
         """A per-example output -> host numpy over the whole global batch (all processes)."""
         if self.mode == "pmap":
@@ -204,7 +193,6 @@ class DataParallel:
         if jax.process_count() == 1:
             return jax.tree.map(np.asarray, tree)
         return multihost_utils.process_allgather(tree, tiled=True)
-
 
 
 class HostReducedStep:

@@ -40,13 +40,14 @@ from absl import app, flags, logging
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from svhn_jax import compilation_cache
+from svhn_jax.errors import UserError, cli, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8000 x 8000; an RGB copy is then ~200 MB
 BATCH_SIZE = 16  # fixed, so one compiled program serves any number of images
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An input that cannot be answered; the message is the one line to print (without the path)."""
 
 
@@ -160,13 +161,12 @@ class Reader:
     @classmethod
     def load(cls, workdir: str | os.PathLike) -> "Reader":
         import jax
-        from svhn_jax import train
-        from svhn_jax.models import heads
-        config, model, variables = train.load_for_inference(str(workdir))
+        from svhn_jax import inference, workdir as workdir_lib
+        config, model, variables = workdir_lib.load_for_inference(workdir)
 
         def infer(variables, images):  # variables as an argument: not baked into the program
-            x = train.prepare_images(images, config, rng=None, train=False)
-            return heads.decode(model.apply(variables, x, train=False))
+            reading, _ = inference.read(model, config, variables, images)
+            return reading
 
         return cls(config=config, variables=variables, infer=jax.jit(infer))
 
@@ -251,6 +251,7 @@ def run(reader: Reader, paths: Sequence[str], *, as_json: bool = False, min_conf
     return status
 
 
+@cli
 def main(argv: list[str]) -> int:
     paths = argv[1:]
     if not FLAGS.workdir or not paths:
@@ -270,10 +271,11 @@ def main(argv: list[str]) -> int:
         compilation_cache.enable(FLAGS.cache_dir or None)
     try:
         reader = Reader.load(FLAGS.workdir)
+    except UserError as e:  # the workdir's own one-line errors already name it
+        print(one_line(e), file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001 - one line, never a traceback
-        known = type(e).__name__ == "RunError"  # train's one-line errors already name the workdir
-        print(str(e) if known else f"{FLAGS.workdir}: cannot load a trained run ({type(e).__name__}: {e})",
-              file=sys.stderr)
+        print(f"{FLAGS.workdir}: cannot load a trained run ({type(e).__name__}: {one_line(e)})", file=sys.stderr)
         return 2
     return run(reader, paths, as_json=FLAGS.json, min_confidence=FLAGS.min_confidence, box=box,
                max_pixels=FLAGS.max_pixels)

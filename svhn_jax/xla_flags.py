@@ -3,30 +3,22 @@
 `use_cpu_devices(n)` splits the host CPU into `n` XLA devices
 (``--xla_force_host_platform_device_count``), so that the data-parallel step (`parallel.py`) runs
 one shard of the batch per core, each with its own executor thread, instead of one program that
-parallelises every op over the cores: small convolutions parallelise poorly inside one op, so for
-the seed ConvNet at batch 64 on this 2-core CPU one device keeps ~1.2 cores busy and two devices
-train ~2.2x faster (``scripts/benchmark.py --cpu_devices=2,1``). Results do not depend on the
-device count (dropout and crops are keyed by the global example index) beyond the order of float
-sums in the gradient mean; the batch size must divide by the device count.
+parallelises every op over the cores: small convolutions parallelise poorly inside one op, so
+several devices train faster (compare with ``scripts/benchmark.py --cpu_devices=2,1``). Results do
+not depend on the device count (dropout and crops are keyed by the global example index) beyond
+the order of float sums in the gradient mean; the batch size must divide by the device count.
 
 "auto" (``--cpu_devices`` default) gives one device per core only when the training step has no
 collective inside an XLA program: one process, ``parallel`` auto / host_reduce, and a model
 without BatchNorm (``models.BATCH_NORM_MODELS``). Otherwise 1, because XLA:CPU's in-process
-all-reduce between host devices can deadlock (jaxlib 0.10.2, 2 cores): "Termination timeout for
-`all reduce ...`: Expected 2 threads to join the rendezvous, but only 1 of them arrived", then an
-abort. Seen in 2 of 2 quickstart runs with ``--config.parallel=shard_map --cpu_devices=2`` (after
-~2,400 and <100 steps) and reproduced on demand with four busy loops beside the run (abort at step
-~376, after XLA's 40 s ``--xla_cpu_collective_call_terminate_timeout_seconds``). The stack shows
-device 0's all-reduce waiting inside a worker of the Eigen intra-op pool that both devices share
-(2 threads on 2 cores), so device 1 can starve: a deadlock, which a longer timeout would only turn
-into a hang. host_reduce mode (`parallel.HostReducedStep`) has no in-program collective: the same
-stress (four busy loops, 3,000 steps) runs to the end, at shard_map's speed on a quiet machine.
+all-reduce between host devices can deadlock ("Termination timeout for `all reduce ...`: Expected
+2 threads to join the rendezvous, but only 1 of them arrived", then an abort): device 0's
+all-reduce waits inside a worker of the Eigen intra-op pool that both devices share, so device 1
+can starve, and a longer timeout would only turn the abort into a hang. host_reduce mode
+(`parallel.HostReducedStep`) has no in-program collective. The measurements behind these choices,
+and the settings tried and not adopted, are in docs/.
 
-Nothing here runs at import. An ``XLA_FLAGS`` that already names a device count wins (the tests set
-it). Settings tried and not adopted (no gain measured on this 2-core AVX2 CPU): YNNPACK convolutions
-off (``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``: Eigen's kernel gradients are
-faster, its forward convolutions slower), ``--xla_cpu_use_onednn``, XNNPACK fusions; two processes
-with one device each (gloo over loopback: 611 images/s against 500 for one device).
+Nothing here runs at import. An ``XLA_FLAGS`` that already names a device count wins (the tests set it).
 """
 from __future__ import annotations
 

@@ -1,13 +1,20 @@
 """scripts/benchmark.py end to end on a tiny measurement: its JSON records, and one-line errors."""
 import json
+import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
+
+pytestmark = pytest.mark.slow
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), *args], cwd=REPO,
+    """The script with this checkout's svhn_jax (a script's own folder, not the cwd, is on its path)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from conftest import REPO, run_module
 
+pytestmark = pytest.mark.slow
+
 TINY = ["--config=configs/test.py", "--config.num_train_steps=24", "--config.checkpoint_every_steps=4",
         "--config.eval_every_steps=100"]
 
@@ -60,11 +62,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(prepared, tmp_
     assert last.startswith("error: non-finite loss at step ") and "Traceback" not in result.stderr
     assert not (tmp_path / "final_metrics.json").exists()
     # every checkpoint left holds finite parameters
-    from svhn_jax import train
+    from svhn_jax import workdir
     import jax
     import numpy as np
     if (tmp_path / "checkpoints").exists() and any((tmp_path / "checkpoints").iterdir()):
-        _, _, variables = train.load_for_inference(tmp_path)
+        _, _, variables = workdir.load_for_inference(tmp_path)
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(variables))
 
 

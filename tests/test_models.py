@@ -5,14 +5,13 @@ statistics, and that each architecture learns.
 The behavioural tests use narrow copies of the networks (same code, fewer channels) so they
 compile and run in seconds; the parameter counts and shapes are of the real sizes (abstract
 evaluation, nothing is computed). Keys are 'rbg' keys: XLA:CPU compiles threefry random-number
-code (the default keys) so slowly that initialising a narrow net takes ~35 s, with rbg ~5 s.
+code (the default keys) far more slowly, and initialising a narrow net would dominate the tests.
 """
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import textwrap
 
 import flax.linen as nn
 import jax
@@ -23,10 +22,13 @@ import pytest
 
 from configs import default
 from conftest import REPO
+from svhn_jax import parallel, train
+from svhn_jax.data.model_input import prepare_images
 from svhn_jax.models import conv, create_model, heads
-from svhn_jax.models.goodfellow import (Goodfellow, max_pool_2x2_stride1_pad1, max_pool_2x2_stride2_pad1,
-                                        maxout)
+from svhn_jax.models.goodfellow import Goodfellow, maxout
+from svhn_jax.models.layers import max_pool_2x2_stride1_pad1, max_pool_2x2_stride2_pad1
 from svhn_jax.models.resnet import ResNet18
+from svhn_jax.state import create_train_state
 
 
 def KEY(seed: int) -> jax.Array:  # noqa: N802
@@ -205,30 +207,25 @@ def test_training_updates_the_running_statistics():
     np.testing.assert_allclose(updates["batch_stats"]["bn1"]["var"], 0.9 + 0.1 * conv1.var((0, 1, 2)), rtol=1e-4)
 
 
-TWO_DEVICES = textwrap.dedent("""
-    import functools, jax, jax.numpy as jnp, numpy as np, optax
-    from configs import default
-    from svhn_jax import parallel, train
-    from svhn_jax.models.goodfellow import Goodfellow
-    from svhn_jax.models.resnet import ResNet18
+def check_two_device_step() -> None:
+    """The body of `test_two_device_step_synchronises_batchnorm`, run in a process with 2 CPU devices."""
     assert jax.device_count() == 2
-    NARROW = {"goodfellow": lambda a: Goodfellow(features=(8, 8, 16, 16, 16, 16, 16, 16), hidden=64,
+    narrow = {"goodfellow": lambda a: Goodfellow(features=(8, 8, 16, 16, 16, 16, 16, 16), hidden=64,
                                                  dropout_rate=0.0, axis_name=a),
               "resnet18": lambda a: ResNet18(width=8, dropout_rate=0.0, axis_name=a)}
-    c = default.get_config(); c.head = "length"
+    c = _config(head="length")
     rng = np.random.default_rng(0)
     batch = {"images": rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
              "lengths": rng.integers(1, 6, (8,)).astype(np.int32),
              "digits": rng.integers(0, 10, (8, 5)).astype(np.int32)}
-    images = train.prepare_images(jnp.asarray(batch["images"]), c, train=False, axis_name=None)
+    images = prepare_images(jnp.asarray(batch["images"]), c, train=False, axis_name=None)
 
     def one_step(name, mode):
-        model, tx = NARROW[name](parallel.AXIS), optax.sgd(0.1)
-        host = jax.device_get(train.create_train_state(jax.random.key(0, impl="rbg"), model, tx, (16, 16, 3)))
+        model, tx = narrow[name](parallel.AXIS), optax.sgd(0.1)
+        host = jax.device_get(create_train_state(KEY(0), model, tx, (16, 16, 3)))
         par = parallel.DataParallel(mode)
-        step = par.wrap_train(functools.partial(train.compute_gradients, model=model, config=c),
-                              functools.partial(train.apply_gradients, tx=tx))
-        state, metrics = step(par.put_state(host), par.put_batch(batch), jax.random.key(1, impl="rbg"))
+        step = train.make_train_step(c, model, tx, par)
+        state, metrics = step(par.put_state(host), par.put_batch(batch), KEY(1))
         if mode == "pmap":
             per_device = [jax.tree.map(lambda x: np.asarray(x[d]), state.batch_stats) for d in range(2)]
         else:
@@ -236,43 +233,45 @@ TWO_DEVICES = textwrap.dedent("""
                           for d in range(2)]
         jax.tree.map(np.testing.assert_array_equal, per_device[0], per_device[1])
         # They are the statistics of the whole global batch, as one unmapped device computes them.
-        _, ref = jax.jit(lambda v: NARROW[name](None).apply(v, images, train=True, mutable=["batch_stats"]))(
+        _, ref = jax.jit(lambda v: narrow[name](None).apply(v, images, train=True, mutable=["batch_stats"]))(
             {"params": host.params, "batch_stats": host.batch_stats})
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), per_device[0],
                      jax.device_get(ref["batch_stats"]))
         first = "bn1" if name == "goodfellow" else "stem_bn"
         assert not np.allclose(per_device[0][first]["mean"], host.batch_stats[first]["mean"])
-        assert np.isfinite(float(par.get_replicated(metrics)["loss"]))
-        return par.get_state(state).params
+        assert np.isfinite(float(par.to_host(metrics)["loss"]))
+        return par.to_host(state).params
 
     params = {mode: one_step("goodfellow", mode) for mode in ("pmap", "shard_map", "host_reduce")}
     for mode in ("pmap", "host_reduce"):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                      params[mode], params["shard_map"])
     one_step("resnet18", "shard_map")
-    print("ok")
-""")
 
 
+@pytest.mark.slow
 def test_two_device_step_synchronises_batchnorm():
     """One step on 2 devices (goodfellow: pmap, shard_map and host_reduce; resnet18: shard_map):
     both devices hold the same statistics, those of the whole global batch (so they were averaged
-    across devices, not computed per shard), and the three modes give the same parameters."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run([sys.executable, "-c", TWO_DEVICES], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=600)
+    across devices, not computed per shard), and the three modes give the same parameters.
+    `check_two_device_step` runs in a new process: the 2 fake CPU devices must be set before JAX starts."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+    program = "import test_models; test_models.check_two_device_step(); print('ok')"
+    result = subprocess.run([sys.executable, "-c", program], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["goodfellow", "goodfellow_maxout", "resnet18"])
 def test_narrow_models_learn(name, tiny_config):
     """32 synthetic house numbers (their central 24x24): 40 Adam steps take the loss from chance
     level (~7.5: length + digits) to below 70 % of it."""
     from svhn_jax.data import sources, store
-    from svhn_jax import train
     c = tiny_config(head="length", crop_size=24)
     split = store.read_split(sources.ensure_splits(c)[0][0])
-    images = train.prepare_images(jnp.asarray(np.repeat(split.images[:32], 3, -1)), c, train=False, axis_name=None)
+    images = prepare_images(jnp.asarray(np.repeat(split.images[:32], 3, -1)), c, train=False, axis_name=None)
     lengths, digits = jnp.asarray(split.lengths[:32]), jnp.asarray(split.digits[:32])
     model = NARROW[name](head="length", dropout_rate=0.1)
     variables = jax.jit(lambda: model.init(KEY(0), images, train=False))()
@@ -310,17 +309,3 @@ def test_batch_norm_models_are_listed():
         if shapes.get("batch_stats"):
             with_stats.add(name)
     assert with_stats == set(BATCH_NORM_MODELS) and with_stats
-
-
-def test_winograd_prototype_is_a_convolution():
-    """The measured-and-rejected Winograd F(2x2, 5x5) prototype computes the same convolution and
-    gradients as XLA (odd sizes included), so its timings compare like with like."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("winograd_conv", REPO / "scripts" / "prototypes" / "winograd_conv.py")
-    wino = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(wino)
-    x, w = _normal(0, (2, 7, 9, 3)), 0.1 * _normal(1, (5, 5, 3, 4))
-    loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w)))  # noqa: E731
-    ref = jax.value_and_grad(loss(_plain_conv), (0, 1))(x, w)
-    got = jax.value_and_grad(loss(wino.winograd_conv), (0, 1))(x, w)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), got, ref)

@@ -5,7 +5,11 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, run_module
+
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:

@@ -151,6 +151,7 @@ def test_parse_box_and_answer():
 
 # ----------------------------------------------------------------------------- the CLI on a trained run
 
+@pytest.mark.slow
 def test_cli_answers_good_files_and_names_each_bad_one(files, workdir, tmp_path):
     folder, expect, bad = files
     blank = save(Image.new("RGB", (64, 40), (128, 128, 128)), tmp_path / "blank.png")
@@ -190,6 +191,7 @@ def test_cli_answers_good_files_and_names_each_bad_one(files, workdir, tmp_path)
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == cached
 
 
+@pytest.mark.slow
 def test_box_crops_as_in_training_and_all_good_exits_zero(workdir, tmp_path):
     from svhn_jax.data import preprocess as pp
     rng = np.random.default_rng(3)
@@ -210,6 +212,7 @@ def test_box_crops_as_in_training_and_all_good_exits_zero(workdir, tmp_path):
     assert a["confidence"] == pytest.approx(float(confidence[0]))
 
 
+@pytest.mark.slow
 def test_cli_without_a_trained_run_is_one_line(tmp_path):
     result = run_module("svhn_jax.predict", f"--workdir={tmp_path}", str(tmp_path))
     assert result.returncode == 2 and result.stdout == ""

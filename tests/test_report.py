@@ -21,6 +21,7 @@ def check_figures(workdir: Path) -> None:
     assert not [p for p in workdir.rglob("*tmp*")], "no temporary file is left behind"
 
 
+@pytest.mark.slow
 def test_report_cli_on_a_trained_run(workdir):
     result = run_module("svhn_jax.report", f"--workdir={workdir}")
     assert result.returncode == 0, result.stderr
@@ -61,6 +62,7 @@ def test_report_from_predictions_alone(tmp_path):
     assert "training split files are not on this machine" in text
 
 
+@pytest.mark.slow
 def test_report_cli_errors_are_one_line(tmp_path):
     missing = run_module("svhn_jax.report", f"--workdir={tmp_path / 'nope'}")
     assert missing.returncode == 1 and missing.stderr.strip() == f"report: {tmp_path / 'nope'}: no such workdir"

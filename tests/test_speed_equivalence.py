@@ -1,7 +1,7 @@
 """The CPU-fast formulations against the plain ones: same values, same gradients, same statistics.
 
 - `layers.max_pool_2x2` vs ``nn.max_pool``: values and gradients equal, ties included.
-- `layers.conv_same_one_channel` vs ``lax.conv_general_dilated``: outputs and gradients.
+- `conv.conv_same_one_channel` vs ``lax.conv_general_dilated``: outputs and gradients.
 - `seed_cnn.SeedCNN` (conv -> pool -> bias -> ReLU) vs the plain ``nn.Conv`` -> ReLU -> ``nn.max_pool``
   network: identical parameters at init, outputs and gradients equal to float rounding.
 - `layers.Dropout` (hash bits): keep rate, independence between elements and examples, inverted
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from svhn_jax import compilation_cache
-from svhn_jax.models import heads, layers
+from svhn_jax.models import conv, heads, layers
 from svhn_jax.models.seed_cnn import SeedCNN
 
 compilation_cache.enable()
@@ -62,7 +62,7 @@ def test_conv_same_one_channel_matches_lax(k=5):
     x = jax.random.normal(kx, (4, 12, 10, 1))
     w = jax.random.normal(kw, (k, k, 1, 7))
     g = jax.random.normal(kg, (4, 12, 10, 7))
-    y, (dx, dw) = _value_and_vjp(layers.conv_same_one_channel, (x, w), g)
+    y, (dx, dw) = _value_and_vjp(conv.conv_same_one_channel, (x, w), g)
     y0, (dx0, dw0) = _value_and_vjp(_plain_conv, (x, w), g)
     np.testing.assert_array_equal(y, y0)  # the forward pass is XLA's own convolution
     np.testing.assert_allclose(dx, dx0, rtol=1e-5, atol=1e-5)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import run_module
-from svhn_jax import compilation_cache, train
+from svhn_jax import compilation_cache, train, workdir
 from svhn_jax.models import create_model
+from svhn_jax.state import make_optimizer
 
 compilation_cache.enable()
 
@@ -23,6 +24,7 @@ def straight_run(tmp_path_factory, data_dir):
     return workdir, train.train_and_evaluate(c, workdir)
 
 
+@pytest.mark.slow
 def test_workdir_is_complete(straight_run):
     workdir, final = straight_run
     for name in ["config.json", "metrics.jsonl", "final_metrics.json", "eval_predictions.npz"]:
@@ -39,6 +41,7 @@ def test_workdir_is_complete(straight_run):
     assert all("learning_rate" in r for r in records if r["split"] == "train")
 
 
+@pytest.mark.slow
 def test_same_config_same_params(straight_run, tiny_config, tmp_path):
     _, first = straight_run
     again = train.train_and_evaluate(tiny_config(), tmp_path)
@@ -47,6 +50,7 @@ def test_same_config_same_params(straight_run, tiny_config, tmp_path):
     assert other_seed["params_sha256"] != first["params_sha256"]
 
 
+@pytest.mark.slow
 def test_resume_equals_straight(straight_run, tiny_config, tmp_path):
     _, straight = straight_run
     half = train.train_and_evaluate(tiny_config(num_train_steps=4), tmp_path)
@@ -59,11 +63,12 @@ def test_resume_equals_straight(straight_run, tiny_config, tmp_path):
     assert steps == [2, 4, 6, 8]  # the resumed log carries on without duplicates
 
 
-def _params(workdir):
-    _, _, variables = train.load_for_inference(workdir)
+def _params(path):
+    _, _, variables = workdir.load_for_inference(path)
     return jax.tree.map(np.asarray, variables["params"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["host_reduce", "shard_map", "pmap"])
 def test_two_devices_match_one(mode, data_dir, tmp_path):
     """Same global batches on 2 devices give the 1-device parameters (up to float reduction order).
@@ -88,6 +93,7 @@ def test_two_devices_match_one(mode, data_dir, tmp_path):
                  _params(tmp_path), _params(one))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, collective_free", [([], True), (["--config.parallel=shard_map"], False)])
 def test_cpu_devices_default(extra, collective_free, data_dir, tmp_path):
     """Without XLA_FLAGS, --cpu_devices=auto gives one device per core only to a step with no
@@ -102,6 +108,7 @@ def test_cpu_devices_default(extra, collective_free, data_dir, tmp_path):
     assert (final["device_count"], final["parallel"]) == expected
 
 
+@pytest.mark.slow
 def test_batch_must_divide_by_device_count(data_dir, tmp_path):
     result = run_module("svhn_jax.main", "--config=configs/test.py", f"--workdir={tmp_path}",
                         f"--config.data_dir={data_dir}", "--config.batch_size=15", devices=2)
@@ -110,6 +117,7 @@ def test_batch_must_divide_by_device_count(data_dir, tmp_path):
         "error: batch_size=15 must be divisible by the device count (2)"
 
 
+@pytest.mark.slow
 def test_cli_overrides_and_rejects_a_misspelt_key(data_dir, tmp_path):
     ok = run_module("svhn_jax.main", "--config=configs/test.py", f"--workdir={tmp_path}",
                     f"--config.data_dir={data_dir}", "--config.learning_rate=0.002", "--config.num_train_steps=2")
@@ -131,6 +139,7 @@ def test_seed_cnn_parameter_count(tiny_config):
     assert sum(x.size for x in jax.tree.leaves(variables["params"])) == 570_135 + 129 * 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["blank", "length"])
 def test_tiny_model_fits_a_tiny_set(head, data_dir, tiny_config, tmp_path):
     """96 training images learnt by heart: evaluated on themselves, ≥ 90 % whole sequences right."""
@@ -153,7 +162,7 @@ def test_sgd_weight_decay_is_l2_added_to_the_gradient(momentum):
     from configs import default
     c = default.get_config()
     c.optimizer, c.learning_rate, c.momentum, c.weight_decay = "sgd", 0.1, momentum, 0.01
-    tx, _ = train.make_optimizer(c)
+    tx, _ = make_optimizer(c)
     w, g = {"w": np.array([2.0, -4.0], np.float32)}, {"w": np.array([0.5, 0.5], np.float32)}
     opt_state = tx.init(w)
     updates, opt_state = tx.update(g, opt_state, w)

@@ -30,10 +30,6 @@ _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
 BATCH_NORM_MODELS = frozenset({"goodfellow", "resnet18"})
 
 
-def register(name: str, factory: Callable[[ml_collections.ConfigDict], nn.Module]) -> None:
-    _REGISTRY[name] = factory
-
-
 def model_names() -> list[str]:
     return sorted(_REGISTRY)
 

@@ -1,11 +1,15 @@
-"""Stride-1 'SAME' convolution with a fast kernel gradient on XLA:CPU.
+"""Stride-1 'SAME' convolutions with a fast kernel gradient on XLA:CPU (NHWC input, HWIO kernel).
 
 XLA computes d(loss)/d(kernel) of a convolution as another convolution whose "kernel" is the whole
-output gradient. On CPU that runs at a fraction of the forward pass's speed once the map is large:
-for Goodfellow's 29x29, 64 -> 128 layer about 13x slower than the forward convolution with the same
-FLOPs, and it dominated the training step. `conv_same` keeps XLA's forward and input-gradient
-convolutions (fast) and, on CPU only (`lax.platform_dependent`; GPUs and TPUs keep XLA's own),
-computes the kernel gradient exactly in one of two cheaper ways:
+output gradient. On CPU that runs at a fraction of the forward pass's speed once the map is large,
+and it dominated the training step. Both convolutions here keep XLA's forward and input-gradient
+convolutions (fast) and compute the kernel gradient exactly in a cheaper way.
+
+`conv_same_one_channel` (the seed net's first layer, one input channel): one matrix product of the
+k*k shifted copies of the input with the output gradient, [k*k, N] @ [N, Cout].
+
+`conv_same` (any channels; on CPU only, via `lax.platform_dependent`: GPUs and TPUs keep XLA's own)
+picks one of two formulations:
 
 - `kernel_grad_tiled` (few channels, large maps): the gradient is a sum over output positions, so it
   is the sum of the kernel gradients of ~8x8 output tiles, each a 'VALID' convolution of its input
@@ -14,8 +18,9 @@ computes the kernel gradient exactly in one of two cheaper ways:
   the output gradient shifted along H in k ways (k times each input, not k*k times as im2col),
   ``[k*Cin, k*Cout] = xw^T @ dyh`` holds all k*k kernel taps.
 
-Both match ``jax.grad`` of ``lax.conv_general_dilated`` to float rounding (tests/test_models.py).
-`conv_general_dilated` is a drop-in for ``nn.Conv(conv_general_dilated=...)``.
+All match ``jax.grad`` of ``lax.conv_general_dilated`` to float rounding (tests/test_models.py,
+tests/test_speed_equivalence.py). `conv_general_dilated` is a drop-in for
+``nn.Conv(conv_general_dilated=...)`` that routes the `conv_same` case there.
 """
 from __future__ import annotations
 
@@ -26,8 +31,45 @@ from jax import lax
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def _conv(x: jax.Array, w: jax.Array, padding: str) -> jax.Array:
+def plain_conv(x: jax.Array, w: jax.Array, padding: str = "SAME") -> jax.Array:
+    """XLA's own stride-1 convolution of NHWC `x` with HWIO `w`."""
     return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_NHWC)
+
+
+@jax.custom_vjp
+def conv_same_one_channel(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Stride-1 'SAME' NHWC convolution of a one-channel input (odd kernel sizes).
+
+    Forward and input gradient are XLA's. The kernel gradient, which XLA:CPU computes as a slow
+    convolution with the whole 32x32 output gradient as its "kernel", is one matrix product here:
+    the k*k shifted copies of the (small) input times the output gradient, [k*k, N] @ [N, Cout].
+    """
+    return plain_conv(x, w)
+
+
+def _conv_fwd(x: jax.Array, w: jax.Array):
+    return plain_conv(x, w), (x, w)
+
+
+def _input_grad(x: jax.Array, w: jax.Array, dy: jax.Array) -> jax.Array:
+    """XLA's own input gradient of ``plain_conv(x, w)`` (fast on every platform)."""
+    return jax.vjp(lambda x_: plain_conv(x_, w), x)[1](dy)[0]
+
+
+def _conv_one_bwd(res, dy):
+    x, w = res
+    kh, kw, cin, cout = w.shape
+    if cin != 1 or kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"conv_same_one_channel needs one input channel and an odd kernel, got {w.shape}")
+    b, h, wd, _ = x.shape
+    xp = jnp.pad(x[..., 0], ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2)))
+    cols = jnp.stack([xp[:, i:i + h, j:j + wd] for i in range(kh) for j in range(kw)]).reshape(kh * kw, -1)
+    dw = jnp.dot(cols, dy.reshape(-1, cout), preferred_element_type=jnp.float32)
+    dx = _input_grad(x, w, dy)  # dead code (and removed) for an input image
+    return dx, dw.reshape(w.shape).astype(w.dtype)
+
+
+conv_same_one_channel.defvjp(_conv_fwd, _conv_one_bwd)
 
 
 def _tiles(n: int, tile: int = 8, max_tiles: int = 4) -> list[tuple[int, int]]:
@@ -37,8 +79,8 @@ def _tiles(n: int, tile: int = 8, max_tiles: int = 4) -> list[tuple[int, int]]:
 
 
 def kernel_grad_lax(x: jax.Array, dy: jax.Array, w: jax.Array) -> jax.Array:
-    """XLA's own kernel gradient of ``_conv(x, w, 'SAME')`` for output gradient ``dy``."""
-    return jax.vjp(lambda w_: _conv(x, w_, "SAME"), w)[1](dy)[0]
+    """XLA's own kernel gradient of ``plain_conv(x, w, 'SAME')`` for output gradient ``dy``."""
+    return jax.vjp(lambda w_: plain_conv(x, w_, "SAME"), w)[1](dy)[0]
 
 
 def kernel_grad_tiled(x: jax.Array, dy: jax.Array, w: jax.Array) -> jax.Array:
@@ -49,7 +91,7 @@ def kernel_grad_tiled(x: jax.Array, dy: jax.Array, w: jax.Array) -> jax.Array:
     for r0, r1 in _tiles(x.shape[1]):
         for c0, c1 in _tiles(x.shape[2]):
             xs = xp[:, r0:r1 + kh - 1, c0:c1 + kw - 1]
-            dw = dw + jax.vjp(lambda w_: _conv(xs, w_, "VALID"), w)[1](dy[:, r0:r1, c0:c1])[0]
+            dw = dw + jax.vjp(lambda w_: plain_conv(xs, w_, "VALID"), w)[1](dy[:, r0:r1, c0:c1])[0]
     return dw.astype(w.dtype)
 
 
@@ -81,21 +123,16 @@ def kernel_grad_cpu(x: jax.Array, dy: jax.Array, w: jax.Array) -> jax.Array:
 @jax.custom_vjp
 def conv_same(x: jax.Array, w: jax.Array) -> jax.Array:
     """``lax.conv_general_dilated(x, w, (1, 1), 'SAME')`` on NHWC/HWIO, odd kernel sizes."""
-    return _conv(x, w, "SAME")
-
-
-def _conv_same_fwd(x: jax.Array, w: jax.Array):
-    return _conv(x, w, "SAME"), (x, w)
+    return plain_conv(x, w)
 
 
 def _conv_same_bwd(res, dy):
     x, w = res
-    dx = jax.vjp(lambda x_: _conv(x_, w, "SAME"), x)[1](dy)[0]
     dw = lax.platform_dependent(x, dy, w, cpu=kernel_grad_cpu, default=kernel_grad_lax)
-    return dx, dw
+    return _input_grad(x, w, dy), dw
 
 
-conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
+conv_same.defvjp(_conv_fwd, _conv_same_bwd)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,

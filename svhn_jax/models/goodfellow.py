@@ -7,10 +7,9 @@ and the sequence heads (the 'length' head in the goodfellow recipe).
 
 Pooling pads one row/column of -inf on each side, as ``torch.nn.MaxPool2d(2, stride, padding=1)``
 in SVHNClassifier-PyTorch (and ``torch_reference.py``) does, so the spatial sizes match it:
-54 -> 28 -> 29 -> 15 -> 16 -> 9 -> 10 -> 6 -> 7, a 7x7x192 = 9408 feature vector. Both pools are
-written as reshapes / shifted slices and maxima: numerically the same as ``nn.max_pool`` (tested),
-but their gradients are elementwise selects instead of XLA's slow select-and-scatter. The
-convolutions use `conv.conv_same`, whose kernel gradient is several times faster on XLA:CPU.
+54 -> 28 -> 29 -> 15 -> 16 -> 9 -> 10 -> 6 -> 7, a 7x7x192 = 9408 feature vector. Both pools
+(`layers`) are ``nn.max_pool``'s numbers with cheaper gradients; the convolutions use
+`conv.conv_same`, whose kernel gradient is faster on XLA:CPU.
 
 ``first_layer='maxout'`` makes layer 1 the paper's maxout unit instead: 3 x 48 filters with biases,
 the maximum over each group of 3, no BatchNorm. The other layers keep BatchNorm + ReLU.
@@ -29,25 +28,9 @@ import jax.numpy as jnp
 
 from svhn_jax.models.conv import conv_general_dilated
 from svhn_jax.models.heads import SequenceHeads
-from svhn_jax.models.layers import Dropout
+from svhn_jax.models.layers import Dropout, max_pool_2x2_stride1_pad1, max_pool_2x2_stride2_pad1
 
 FIRST_LAYERS = ("bn_relu", "maxout")
-
-
-def max_pool_2x2_stride2_pad1(x: jax.Array) -> jax.Array:
-    """``nn.max_pool(x, (2, 2), (2, 2), padding=((1, 1), (1, 1)))`` on NHWC, as pad + reshape + max."""
-    b, h, w, c = x.shape
-    oh, ow = h // 2 + 1, w // 2 + 1
-    x = jnp.pad(x, ((0, 0), (1, 2 * oh - h - 1), (1, 2 * ow - w - 1), (0, 0)),
-                constant_values=-jnp.inf)
-    return jnp.max(x.reshape(b, oh, 2, ow, 2, c), axis=(2, 4))
-
-
-def max_pool_2x2_stride1_pad1(x: jax.Array) -> jax.Array:
-    """``nn.max_pool(x, (2, 2), (1, 1), padding=((1, 1), (1, 1)))`` on NHWC: maxima of shifted slices."""
-    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
-    x = jnp.maximum(x[:, :-1], x[:, 1:])
-    return jnp.maximum(x[:, :, :-1], x[:, :, 1:])
 
 
 def maxout(x: jax.Array, pieces: int) -> jax.Array:

@@ -20,8 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-MAX_DIGITS = 5
-PAD = 10
+from svhn_jax.labels import MAX_DIGITS, PAD
+
 NUM_LENGTH_CLASSES = MAX_DIGITS + 2  # 0..5 and ">5"
 HEAD_TYPES = ("blank", "length")
 

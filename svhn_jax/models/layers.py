@@ -1,9 +1,11 @@
-"""Small building blocks shared by the model families.
+"""Small building blocks shared by the model families: max-pooling and dropout.
 
-Written for XLA:CPU speed, with the plain formulations' numbers (tests/test_speed_equivalence.py):
-`max_pool_2x2` is `nn.max_pool` (values and gradients, ties included) without XLA's slow
-select-and-scatter; `conv_same_one_channel` is XLA's 'SAME' convolution with a kernel gradient that
-is one matrix product; `Dropout` draws its mask from a counter-based hash instead of threefry.
+Written for XLA:CPU speed, with the plain formulations' numbers (tests/test_speed_equivalence.py,
+tests/test_models.py). The pools are ``nn.max_pool`` computed as reshapes or shifted slices and
+maxima, so their gradients are elementwise selects instead of XLA's slow select-and-scatter:
+`max_pool_2x2` (the seed net's; values and gradients, ties included) and the Goodfellow net's
+padded `max_pool_2x2_stride2_pad1` / `max_pool_2x2_stride1_pad1`. `Dropout` draws its mask from a
+counter-based hash instead of threefry, keyed per example (`model_input.example_keys`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-_NHWC = ("NHWC", "HWIO", "NHWC")
+from svhn_jax.data.model_input import example_keys
 
 
 def _max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -58,51 +60,21 @@ def _max_pool_2x2_bwd(res, g):
 max_pool_2x2.defvjp(_max_pool_2x2_fwd, _max_pool_2x2_bwd)
 
 
-def _conv_same(x: jax.Array, w: jax.Array) -> jax.Array:
-    return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_NHWC)
+def max_pool_2x2_stride2_pad1(x: jax.Array) -> jax.Array:
+    """``nn.max_pool(x, (2, 2), (2, 2), padding=((1, 1), (1, 1)))`` on NHWC, as pad + reshape + max."""
+    _, h, w, _ = x.shape
+    oh, ow = h // 2 + 1, w // 2 + 1
+    x = jnp.pad(x, ((0, 0), (1, 2 * oh - h - 1), (1, 2 * ow - w - 1), (0, 0)), constant_values=-jnp.inf)
+    return _max_pool_2x2(x)
 
 
-@jax.custom_vjp
-def conv_same_one_channel(x: jax.Array, w: jax.Array) -> jax.Array:
-    """Stride-1 'SAME' NHWC convolution of a one-channel input (odd kernel sizes).
-
-    Forward and input gradient are XLA's. The kernel gradient, which XLA:CPU computes as a slow
-    convolution with the whole 32x32 output gradient as its "kernel", is one matrix product here:
-    the k*k shifted copies of the (small) input times the output gradient, [k*k, N] @ [N, Cout].
-    """
-    return _conv_same(x, w)
+def max_pool_2x2_stride1_pad1(x: jax.Array) -> jax.Array:
+    """``nn.max_pool(x, (2, 2), (1, 1), padding=((1, 1), (1, 1)))`` on NHWC: maxima of shifted slices."""
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    x = jnp.maximum(x[:, :-1], x[:, 1:])
+    return jnp.maximum(x[:, :, :-1], x[:, :, 1:])
 
 
-def _conv_one_fwd(x: jax.Array, w: jax.Array):
-    return _conv_same(x, w), (x, w)
-
-
-def _conv_one_bwd(res, dy):
-    x, w = res
-    kh, kw, cin, cout = w.shape
-    if cin != 1 or kh % 2 == 0 or kw % 2 == 0:
-        raise ValueError(f"conv_same_one_channel needs one input channel and an odd kernel, got {w.shape}")
-    b, h, wd, _ = x.shape
-    xp = jnp.pad(x[..., 0], ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2)))
-    cols = jnp.stack([xp[:, i:i + h, j:j + wd] for i in range(kh) for j in range(kw)]).reshape(kh * kw, -1)
-    dw = jnp.dot(cols, dy.reshape(-1, cout), preferred_element_type=jnp.float32)
-    dx = jax.vjp(lambda x_: _conv_same(x_, w), x)[1](dy)[0]  # dead code (and removed) for an input image
-    return dx, dw.reshape(w.shape).astype(w.dtype)
-
-
-conv_same_one_channel.defvjp(_conv_one_fwd, _conv_one_bwd)
-
-
-def example_keys(rng: jax.Array, local_batch: int, axis_name: str | None) -> jax.Array:
-    """One key per example, folded from the example's index in the GLOBAL batch.
-
-    Inside a data-parallel step (`axis_name` bound by shard_map or pmap) device d holds examples
-    d * local_batch ... (d + 1) * local_batch - 1 of the global batch. Keying randomness by that
-    index makes dropout masks and random crops independent of how the batch is split over
-    devices and hosts: 1, 2 or 256 devices draw the same numbers for the same example.
-    """
-    offset = jax.lax.axis_index(axis_name) * local_batch if axis_name else 0
-    return jax.vmap(jax.random.fold_in, (None, 0))(rng, offset + jnp.arange(local_batch))
 
 
 def _mix32(x: jax.Array) -> jax.Array:
@@ -131,7 +103,7 @@ class Dropout(nn.Module):
     """Inverted dropout whose mask is a function of (the 'dropout' rng, global example index).
 
     Same semantics as `flax.linen.Dropout` (``rate`` is the drop probability), but the result does
-    not depend on the device count; see `example_keys`. An element is kept when its `hash_bits`
+    not depend on the device count; see `model_input.example_keys`. An element is kept when its `hash_bits`
     fall below ``round(keep * 2**32)``, so the keep probability is exact to 2**-32.
     """
 

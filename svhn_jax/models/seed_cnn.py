@@ -15,8 +15,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from svhn_jax.models.conv import conv_same_one_channel, plain_conv
 from svhn_jax.models.heads import SequenceHeads
-from svhn_jax.models.layers import Dropout, conv_same_one_channel, max_pool_2x2
+from svhn_jax.models.layers import Dropout, max_pool_2x2
 
 
 class ConvReluPool(nn.Module):
@@ -31,10 +32,7 @@ class ConvReluPool(nn.Module):
         k = self.kernel_size
         kernel = self.param("kernel", nn.initializers.xavier_uniform(), (k, k, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        if x.shape[-1] == 1:
-            y = conv_same_one_channel(x, kernel)
-        else:
-            y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = conv_same_one_channel(x, kernel) if x.shape[-1] == 1 else plain_conv(x, kernel)
         if self.pool:
             y = max_pool_2x2(y)
         return nn.relu(y + bias)
