@@ -110,8 +110,9 @@ def _config(model: str, batch_size: int):
 def _random_split(config, n: int, seed: int):
     """An in-memory split of random images and labels with the recipe's shape (speed only)."""
     import numpy as np
-    from svhn_jax.data import sources, store
-    size, grey = sources.RECIPES[config.recipe]
+    from svhn_jax.data import store
+    from svhn_jax.data.preprocess import get_recipe
+    size, grey = get_recipe(config.recipe)
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, 6, n).astype(np.int32)
     digits = np.where(np.arange(5)[None] < lengths[:, None], rng.integers(0, 10, (n, 5)), 10).astype(np.int32)

@@ -13,7 +13,6 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from svhn_jax import compilation_cache, parallel, train, xla_flags
-from svhn_jax.data.sources import DataMissingError
 from svhn_jax.errors import UserError, cli, one_line
 from svhn_jax.models import BATCH_NORM_MODELS
 
@@ -78,7 +77,7 @@ def main(argv: list[str]) -> None:
     try:
         parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
-    except (ValueError, DataMissingError) as e:  # a config value the code refuses; data the user must provide
+    except ValueError as e:  # a config value the code refuses (UserErrors pass through to `cli`)
         raise UserError(e) from None
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tensorboardX import SummaryWriter
 
-from svhn_jax.data import sources
+from configs import default as default_config
+from svhn_jax.data.preprocess import get_recipe
 from svhn_jax.data.model_input import input_shape
 from svhn_jax.errors import UserError
 from svhn_jax.fileio import atomic_write
@@ -48,7 +49,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, overwrite: bool = 
         raise RunError(f"workdir {workdir} is not writable: {e.strerror or e}") from None
     saved = workdir / "config.json"
     if saved.exists() and not overwrite:
-        old, new = json.loads(saved.read_text()), json.loads(config.to_json_best_effort())
+        old, new = saved_config(saved).to_dict(), json.loads(config.to_json_best_effort())
         changed = sorted(k for k in old.keys() | new.keys()
                          if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
         if changed:
@@ -56,6 +57,12 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path, overwrite: bool = 
                            "use a new workdir or --overwrite")
     if jax.process_index() == 0:
         atomic_write(saved, lambda p: p.write_text(config.to_json_best_effort(indent=2) + "\n"))
+
+
+def saved_config(path: Path) -> ml_collections.ConfigDict:
+    """A run's config.json, keys added to `configs/default.py` since it was written at their defaults."""
+    defaults = json.loads(default_config.get_config().to_json_best_effort())
+    return ml_collections.ConfigDict({**defaults, **json.loads(path.read_text())})
 
 
 def checkpoint_manager(workdir: Path, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -147,14 +154,14 @@ def load_for_inference(workdir: str | Path) -> tuple[ml_collections.ConfigDict, 
     config_path = workdir / "config.json"
     if not config_path.exists():
         raise RunError(f"{workdir} holds no run (no config.json)")
-    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    config = saved_config(config_path)
     manager = ocp.CheckpointManager((workdir / "checkpoints").absolute(),
                                     options=ocp.CheckpointManagerOptions(read_only=True))
     if manager.latest_step() is None:
         raise RunError(f"{workdir} holds no checkpoint")
     model = create_model(config)
     tx, _ = make_optimizer(config)
-    size, grey = sources.RECIPES[config.recipe]
+    size, grey = get_recipe(config.recipe)
     shape = input_shape(config, (size, size, 1 if grey else 3))
     like = jax.eval_shape(lambda r: create_train_state(r, model, tx, shape), jax.random.key(0))
     state: TrainState = restore_latest(manager, like, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))

@@ -15,7 +15,6 @@ from typing import Callable
 import ml_collections
 
 from svhn_jax.data import paths
-from svhn_jax.data.preprocess import RECIPES  # noqa: F401 - name -> (size, greyscale), read by train.py
 from svhn_jax.errors import UserError
 
 EnsureSplit = Callable[[ml_collections.ConfigDict, str, Path], None]
