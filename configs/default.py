@@ -21,6 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_synthetic_train = 20000  # dataset=synthetic: examples generated per split
     c.num_synthetic_test = 2000
     c.crop_size = 0               # >0: random crop in training, centre crop at eval (on device)
+    c.augment = False             # random zoom/rotation/shift, contrast, polarity, noise (data/augment.py)
+    c.standardize = False         # inputs to zero mean and unit deviation per image (else mean only)
     # Optimisation.
     c.seed = 0
     c.batch_size = 64             # global, divided over every device

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from svhn_jax import metrics as metrics_lib
 from svhn_jax import parallel
-from svhn_jax.data import pipeline, sources, store
+from svhn_jax.data import augment, pipeline, sources, store
 from svhn_jax.models import create_model, heads
 from svhn_jax.models.layers import example_keys
 
@@ -102,6 +102,10 @@ def prepare_images(images: jax.Array, config: ml_collections.ConfigDict, rng: ja
         else:
             top, left = (h - size) // 2, (w - size) // 2
             x = x[:, top:top + size, left:left + size, :]
+    if train and config.get("augment", False):  # runs saved before these keys read as off
+        x = augment.augment(x, example_keys(jax.random.fold_in(rng, 1), x.shape[0], axis_name))
+    if config.get("standardize", False):
+        return augment.standardize(x)
     return x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)
 
 
