@@ -25,6 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.mnist_npz = ""              # dataset=multi_mnist: "" -> TFDS mnist; else an .npz of images [N,28,28], labels
     c.holdout_fraction = 0.2      # dataset=multi_mnist, .npz only: share of its digits kept for the test split
     c.crop_size = 0               # >0: random crop in training, centre crop at eval (on device)
+    c.augment = False             # random zoom/rotation/shift, contrast, polarity, noise (data/augment.py)
+    c.standardize = False         # inputs to zero mean and unit deviation per image (else mean only)
     # Optimisation.
     c.seed = 0
     c.batch_size = 64             # global, divided over every device

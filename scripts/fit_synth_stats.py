@@ -1,12 +1,13 @@
 """Fits the geometry statistics of the synthetic renderer to the real SVHN train labels.
 
-  python scripts/fit_synth_stats.py [--labels=PATH]
+  python scripts/fit_synth_stats.py [--labels=PATH] [--out=PATH]
 
 Reads ``../shared/data/svhn_train_labels.json`` (a list of {filename, width, height, boxes: [{label,
-xmin, ymin, xmax, ymax}]}) and prints the constants pasted into `svhn_jax/data/synthetic.py`: the
+xmin, ymin, xmax, ymax}]}) and writes the tables that `svhn_jax/data/synth_geometry.py` loads
+(``svhn_jax/data/synth_stats.json``, or ``--out``): the
 length and digit distributions, and quantile tables (at `Q_PROBS`) of image height, digit height as a
-fraction of the image height, box aspect per digit, horizontal gap and vertical step between
-neighbouring boxes, image aspect per length and where the number sits in the image, plus the
+fraction of the image height, box aspect per digit, the overlap of neighbouring boxes as a fraction
+of the narrower one (negative: a gap), the vertical step between neighbouring boxes, image aspect per length and where the number sits in the image, plus the
 correlations that tie these together (height vs. digit fraction; box aspects, gaps and steps of
 neighbouring digits of one image) as Gaussian-copula correlations (from Spearman's). Images with more
 than 5 digits are left out, as the recipes drop them.
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "svhn_train_labels.json"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "svhn_jax" / "data" / "synth_stats.json"
 Q_PROBS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.995)
 
 
@@ -48,9 +50,9 @@ def fit(records: list[dict]) -> dict[str, object]:
     records = [r for r in records if 1 <= len(r["boxes"]) <= 5]
     lengths = np.array([len(r["boxes"]) for r in records])
     first, later = np.zeros(10), np.zeros(10)
-    height, frac, img_aspect, cx, cy, gap, dy = [], [], {n: [] for n in range(1, 6)}, [], [], [], []
+    height, frac, img_aspect, cx, cy, overlap, dy = [], [], {n: [] for n in range(1, 6)}, [], [], [], []
     aspect = {d: [] for d in range(10)}
-    gap_pairs, step_pairs, aspect_pairs = [], [], []  # neighbours within one image
+    overlap_pairs, step_pairs, aspect_pairs = [], [], []  # neighbours within one image
     for r in records:
         bs = r["boxes"]
         w_img, h_img = float(r["width"]), float(r["height"])
@@ -63,11 +65,12 @@ def fit(records: list[dict]) -> dict[str, object]:
             ids.append((digit, len(aspect[digit])))
             aspect[digit].append((b["xmax"] - b["xmin"]) / max(b["ymax"] - b["ymin"], 1))
             if i:
-                gap.append((b["xmin"] - bs[i - 1]["xmax"]) / h)
+                narrower = max(min(b["xmax"] - b["xmin"], bs[i - 1]["xmax"] - bs[i - 1]["xmin"]), 1)
+                overlap.append((bs[i - 1]["xmax"] - b["xmin"]) / narrower)
                 dy.append((b["ymin"] - bs[i - 1]["ymin"]) / h)
                 aspect_pairs.append((*ids[i - 1], *ids[i]))
                 if i >= 2:
-                    gap_pairs.append((gap[-2], gap[-1]))
+                    overlap_pairs.append((overlap[-2], overlap[-1]))
                     step_pairs.append((dy[-2], dy[-1]))
         x0, x1 = min(b["xmin"] for b in bs), max(b["xmax"] for b in bs)
         y0, y1 = min(b["ymin"] for b in bs), max(b["ymax"] for b in bs)
@@ -81,7 +84,7 @@ def fit(records: list[dict]) -> dict[str, object]:
     counts = np.bincount(lengths, minlength=6)[1:]
     within = {d: _ranks(np.array(v)) / len(v) for d, v in aspect.items()}  # aspect rank within its digit
     aspect_u = np.array([(within[da][ia], within[db][ib]) for da, ia, db, ib in aspect_pairs])
-    gap_pairs, step_pairs = np.array(gap_pairs), np.array(step_pairs)
+    overlap_pairs, step_pairs = np.array(overlap_pairs), np.array(step_pairs)
     return {
         "Q_PROBS": Q_PROBS,
         "LENGTH_P": tuple(round(float(p), 5) for p in counts / counts.sum()),
@@ -92,8 +95,8 @@ def fit(records: list[dict]) -> dict[str, object]:
         "HEIGHT_FRAC_RHO": _gaussian_rho(height, frac),
         "BOX_ASPECT_Q": tuple(_q(aspect[d]) for d in range(10)),
         "ASPECT_RHO": _gaussian_rho(aspect_u[:, 0], aspect_u[:, 1]),
-        "GAP_Q": _q(gap),
-        "GAP_RHO": _gaussian_rho(gap_pairs[:, 0], gap_pairs[:, 1]),
+        "OVERLAP_Q": _q(overlap),
+        "OVERLAP_RHO": _gaussian_rho(overlap_pairs[:, 0], overlap_pairs[:, 1]),
         "STEP_Y_Q": _q(dy),
         "STEP_Y_RHO": _gaussian_rho(step_pairs[:, 0], step_pairs[:, 1]),
         "IMAGE_ASPECT_Q": tuple(_q(img_aspect[n]) for n in range(1, 6)),
@@ -102,21 +105,10 @@ def fit(records: list[dict]) -> dict[str, object]:
     }
 
 
-def format_constants(constants: dict[str, object]) -> str:
-    lines = []
-    for name, value in constants.items():
-        if isinstance(value, tuple) and value and isinstance(value[0], tuple):
-            lines.append(f"{name} = (")
-            lines += [f"    {row}," for row in value]
-            lines.append(")")
-        else:
-            lines.append(f"{name} = {value}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     try:
         records = json.loads(args.labels.read_text())
@@ -124,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, TypeError) as e:
         print(f"{args.labels}: cannot fit the label statistics ({e})", file=sys.stderr)
         return 1
-    print(format_constants(constants))
+    args.out.write_text(json.dumps(constants, indent=1) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

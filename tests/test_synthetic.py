@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from svhn_jax.data import synthetic
+from svhn_jax.data import synth_geometry, synth_render, synthetic
 from svhn_jax.data.digitstruct import read_digitstruct
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_digit_ink_stays_inside_its_box():
         boxes = np.c_[layout.boxes[:, :2], layout.boxes[:, :2] + layout.boxes[:, 2:]].astype(float)
         layer = Image.new("RGBA", (layout.width, layout.height), (0, 0, 0, 0))
         # "tiles": no drop shadow, the only thing drawn outside the ink; an outline adds 1 px.
-        synthetic._digits(appearance, layer, layout.labels, boxes, float(layout.boxes[0, 3]), False, "tiles",
+        synth_render._digits(appearance, layer, layout.labels, boxes, float(layout.boxes[0, 3]), False, "tiles",
                           (200, 200, 200), (20, 20, 20))
         alpha = np.asarray(layer)[..., 3]
         inside = np.zeros_like(alpha, bool)
@@ -91,37 +91,87 @@ def test_layout_distributions_match_the_fitted_constants():
     lengths = np.bincount([len(l.labels) for l in layouts], minlength=6)[1:]
     # Five digits are too rare (p=0.0003) for a chi-square cell of their own: merge them into four.
     merged_counts = np.r_[lengths[:3], lengths[3:].sum()]
-    merged_p = np.r_[synthetic.LENGTH_P[:3], sum(synthetic.LENGTH_P[3:])]
+    merged_p = np.r_[synth_geometry.LENGTH_P[:3], sum(synth_geometry.LENGTH_P[3:])]
     assert _chi2(merged_counts, merged_p) < 16.27  # chi-square, 3 dof, p = 0.001
     first = np.bincount([l.labels[0] % 10 for l in layouts], minlength=10)
     later = np.bincount([d % 10 for l in layouts for d in l.labels[1:]], minlength=10)
-    assert _chi2(first[1:], np.asarray(synthetic.FIRST_DIGIT_P[1:])) < 27.88  # 9 dof (0 is too rare first)
-    assert _chi2(later, np.asarray(synthetic.LATER_DIGIT_P)) < 27.88  # 9 dof, p = 0.001
+    assert _chi2(first[1:], np.asarray(synth_geometry.FIRST_DIGIT_P[1:])) < 27.88  # 9 dof (0 is too rare first)
+    assert _chi2(later, np.asarray(synth_geometry.LATER_DIGIT_P)) < 27.88  # 9 dof, p = 0.001
     heights = np.array([l.height for l in layouts])
-    assert abs(np.median(heights) / synthetic.IMAGE_HEIGHT_Q[5] - 1) < 0.08
+    assert abs(np.median(heights) / synth_geometry.IMAGE_HEIGHT_Q[5] - 1) < 0.08
     digit_h = np.array([l.boxes[0, 3] / l.height for l in layouts])
-    assert abs(np.median(digit_h) - synthetic.DIGIT_HEIGHT_FRAC_Q[5]) < 0.03
+    assert abs(np.median(digit_h) - synth_geometry.DIGIT_HEIGHT_FRAC_Q[5]) < 0.03
     aspects = {d: [] for d in range(10)}
     for l in layouts:
         for lab, (_, _, bw, bh) in zip(l.labels, l.boxes):
             aspects[lab % 10].append(bw / bh)
     for d in range(10):
-        assert abs(np.median(aspects[d]) - synthetic.BOX_ASPECT_Q[d][5]) < 0.04, d
+        assert abs(np.median(aspects[d]) - synth_geometry.BOX_ASPECT_Q[d][5]) < 0.04, d
     ratios = np.array([l.width / l.height for l in layouts if len(l.labels) == 2])
-    assert abs(np.median(ratios) - synthetic.IMAGE_ASPECT_Q[1][5]) < 0.08
+    assert abs(np.median(ratios) - synth_geometry.IMAGE_ASPECT_Q[1][5]) < 0.08
     for l in layouts:
         assert (l.boxes[:, :2] >= 0).all() and (l.boxes[:, 0] + l.boxes[:, 2] <= l.width).all()
         assert (l.boxes[:, 1] + l.boxes[:, 3] <= l.height).all()
 
 
 @pytest.mark.skipif(not LABELS.is_file(), reason="needs ../shared/data/svhn_train_labels.json")
-def test_constants_are_the_ones_the_fitting_script_prints():
+def test_tables_are_the_ones_the_fitting_script_writes():
     spec = importlib.util.spec_from_file_location("fit_synth_stats", REPO / "scripts" / "fit_synth_stats.py")
     fit = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fit)
     constants = fit.fit(json.loads(LABELS.read_text()))
-    for name, value in constants.items():
-        assert getattr(synthetic, name) == value, name
+    assert json.loads(json.dumps(constants)) == synth_geometry.STATS
+
+
+def _neighbour_geometry(box_lists) -> dict[str, np.ndarray]:
+    """Joint statistics of neighbouring digit boxes (x0, y0, x1, y1) within each image."""
+    overlap, step, height = [], [], []
+    for boxes in box_lists:
+        b = np.asarray(boxes, float)
+        w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        for i in range(1, len(b)):
+            overlap.append((b[i - 1, 2] - b[i, 0]) / min(w[i - 1], w[i]))  # > 0: overlap, < 0: gap
+            step.append((b[i, 1] - b[i - 1, 1]) / h.mean())
+            height.append(h[i] / h[i - 1])
+    return {k: np.array(v) for k, v in (("overlap", overlap), ("step", step), ("height", height))}
+
+
+@pytest.mark.skipif(not LABELS.is_file(), reason="needs ../shared/data/svhn_train_labels.json")
+def test_rendered_boxes_have_the_real_labels_joint_geometry():
+    real = [[(b["xmin"], b["ymin"], b["xmax"], b["ymax"]) for b in r["boxes"]]
+            for r in json.loads(LABELS.read_text()) if 2 <= len(r["boxes"]) <= 5]
+    rendered = []
+    for i in range(1200):
+        _, boxes = synthetic.render_example(17, i)  # after perspective warps, as written to digitStruct
+        rendered.append([(b.left, b.top, b.left + b.width, b.top + b.height) for b in boxes])
+    r, s = _neighbour_geometry(real), _neighbour_geometry([b for b in rendered if len(b) > 1])
+    assert len(s["overlap"]) > 1000
+    # Buried digits: real 0.9 % / 3.7 % of neighbours overlap by > 50 % / > 35 % of the narrower box.
+    for threshold, tolerance in ((0.5, 0.015), (0.35, 0.03)):
+        assert abs(np.mean(s["overlap"] > threshold) - np.mean(r["overlap"] > threshold)) < tolerance, threshold
+    q = (0.1, 0.25, 0.5, 0.75, 0.9)
+    np.testing.assert_allclose(np.quantile(s["overlap"], q), np.quantile(r["overlap"], q), atol=0.06)
+    np.testing.assert_allclose(np.quantile(s["step"], q), np.quantile(r["step"], q), atol=0.06)
+    np.testing.assert_allclose(np.quantile(s["height"], q), np.quantile(r["height"], q), atol=0.1)
+
+
+def test_every_labelled_digit_is_visible():
+    """Each box holds contrasting ink, and none is mostly covered by its neighbours' boxes."""
+    contrast, covered = [], []
+    for i in range(300):
+        image, boxes = synthetic.render_example(9, i)
+        lum = image.astype(float) @ np.array([0.299, 0.587, 0.114])
+        xyxy = [(int(b.left), int(b.top), int(b.left + b.width), int(b.top + b.height)) for b in boxes]
+        for j, (x0, y0, x1, y1) in enumerate(xyxy):
+            pixels = lum[y0:y1, x0:x1]
+            contrast.append(np.percentile(pixels, 90) - np.percentile(pixels, 10))
+            cover = np.zeros(x1 - x0, bool)
+            for k, (a0, _, a1, _) in enumerate(xyxy):
+                if k != j:
+                    cover[max(a0 - x0, 0):max(min(a1, x1) - x0, 0)] = True
+            covered.append(cover.mean())
+    assert np.mean(np.array(contrast) >= 15) >= 0.99
+    assert max(covered) <= 0.8 and np.mean(np.array(covered) > 0.6) < 0.01
 
 
 @pytest.mark.slow

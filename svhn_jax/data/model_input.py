@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from svhn_jax.data import augment
 from svhn_jax.parallel import AXIS
 
 
@@ -37,7 +38,8 @@ def prepare_images(images: jax.Array, config: ml_collections.ConfigDict, rng: ja
     """uint8 [B, H, W, C] -> float32 model input, on device.
 
     Crops to ``config.crop_size`` (a random crop per example in training, from the example's key;
-    the centre crop otherwise), scales to [0, 1] and subtracts each image's mean.
+    the centre crop otherwise), scales to [0, 1], augments in training when ``config.augment``
+    (`augment.augment`), and subtracts each image's mean (or standardises it: ``config.standardize``).
     """
     x = images.astype(jnp.float32) / 255.0
     size = config.crop_size
@@ -50,4 +52,8 @@ def prepare_images(images: jax.Array, config: ml_collections.ConfigDict, rng: ja
         else:
             top, left = (h - size) // 2, (w - size) // 2
             x = x[:, top:top + size, left:left + size, :]
+    if train and config.augment:
+        x = augment.augment(x, example_keys(jax.random.fold_in(rng, 1), x.shape[0], axis_name))
+    if config.standardize:
+        return augment.standardize(x)
     return x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)
