@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.standardize = False         # inputs to zero mean and unit deviation per image (else mean only)
     # Optimisation.
     c.seed = 0
+    c.init_from = ""              # "" (random init) | "pretrained" (the shipped reader) | a workdir to fine-tune
     c.batch_size = 64             # global, divided over every device
     c.eval_batch_size = 256       # global
     c.num_train_steps = 10_000

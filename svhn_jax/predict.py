@@ -1,7 +1,9 @@
-"""Reads the house number in users' own photos with a trained run.
+"""Reads the house number in users' own photos with the shipped reader or a trained run.
 
-  python -m svhn_jax.predict --workdir=W photo.jpg more_photos/ [--json] [--min_confidence=0.9]
+  python -m svhn_jax.predict photo.jpg more_photos/ [--workdir=W] [--json] [--min_confidence=0.9]
                              [--box=x,y,w,h]
+
+Without ``--workdir`` the reader that ships with the package (`svhn_jax.pretrained`) reads.
 
 Per image, one line: ``photo.jpg: 123 (confidence 0.982)``, or ``photo.jpg: unreadable (best guess
 17, confidence 0.214)`` when the confidence (the probability the model gives to the whole sequence
@@ -41,6 +43,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from svhn_jax import compilation_cache
 from svhn_jax.errors import UserError, cli, one_line
+from svhn_jax.photo_labels import read_labels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8000 x 8000; an RGB copy is then ~200 MB
@@ -148,6 +151,35 @@ def preprocess(image: np.ndarray, recipe: str, box: tuple[int, int, int, int] | 
         raise ImageError(f"--box={','.join(map(str, box))}: {e}") from None
 
 
+# Test-time views of a box: a box drawn a little larger or smaller, or off-centre, reads the same number.
+TTA_SCALES, TTA_SHIFTS_X, TTA_SHIFTS_Y = (0.9, 1.0, 1.12), (-0.08, 0.0, 0.08), (-0.06, 0.0, 0.06)
+
+
+def views(image: np.ndarray, recipe: str, box: tuple[int, int, int, int] | None, tta: bool) -> np.ndarray:
+    """The crops the reader reads for one photo, uint8 [V, S, S, C]: the box's crop, or with `tta` the
+    27 crops of the box scaled by `TTA_SCALES` and shifted by `TTA_SHIFTS_*` (of its size)."""
+    if box is None or not tta:
+        return preprocess(image, recipe, box)[None]
+    x, y, w, h = box
+    boxes = [(x + w * (1 - s) / 2 + dx * w, y + h * (1 - s) / 2 + dy * h, w * s, h * s)
+             for s in TTA_SCALES for dx in TTA_SHIFTS_X for dy in TTA_SHIFTS_Y]
+    return np.stack([preprocess(image, recipe, tuple(int(round(v)) for v in b)) for b in boxes])
+
+
+def vote(lengths: np.ndarray, digits: np.ndarray, confidence: np.ndarray) -> tuple[int, np.ndarray, float]:
+    """One reading from the readings of several views: the one with the largest summed confidence.
+
+    Its confidence is the mean over views of the probability each gives it, counted as 0 where a view
+    reads another number (a lower bound), so views that disagree lower the confidence."""
+    readings = ["".join(str(d) for d in row[:n]) for n, row in zip(lengths, digits)]
+    totals: dict[str, float] = {}
+    for r, c in zip(readings, confidence):
+        totals[r] = totals.get(r, 0.0) + float(c)
+    best = max(totals, key=totals.get)
+    i = readings.index(best)
+    return int(lengths[i]), digits[i], totals[best] / len(readings)
+
+
 # ----------------------------------------------------------------------------- model
 
 @dataclasses.dataclass
@@ -159,10 +191,12 @@ class Reader:
     infer: Any  # jitted (variables, uint8 [B, S, S, C]) -> (length [B], digits [B, 5], confidence [B])
 
     @classmethod
-    def load(cls, workdir: str | os.PathLike) -> "Reader":
+    def load(cls, workdir: str | os.PathLike | None = None) -> "Reader":
+        """The latest checkpoint of `workdir`, or the shipped reader when `workdir` is None or ''."""
         import jax
-        from svhn_jax import inference, workdir as workdir_lib
-        config, model, variables = workdir_lib.load_for_inference(workdir)
+        from svhn_jax import inference, pretrained, workdir as workdir_lib
+        config, model, variables = (workdir_lib.load_for_inference(workdir) if workdir
+                                    else pretrained.load("reader"))
 
         def infer(variables, images):  # variables as an argument: not baked into the program
             reading, _ = inference.read(model, config, variables, images)
@@ -205,26 +239,36 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """The CLI's flags, defined only when run as a program (importing this module defines none)."""
-    flags.DEFINE_string("workdir", None, "The trained run's working directory (with checkpoints/).")
+    flags.DEFINE_string("workdir", None, "A trained run's working directory (with checkpoints/); "
+                        "default: the reader that ships with the package.")
     flags.DEFINE_bool("json", False, "Print JSON lines instead of text.")
     flags.DEFINE_float("min_confidence", 0.0, "Answer 'unreadable' below this confidence (0-1).")
     flags.DEFINE_string("box", "", "x,y,w,h: the digits' box in pixels; crop to it as in training.")
+    flags.DEFINE_string("boxes", "", "A CSV of file,number,x,y,w,h (as score_photos reads): each named "
+                        "photo's box (the number column is ignored).")
+    flags.DEFINE_bool("tta", True, "With a box: read 27 views of it (scaled, shifted) and vote.")
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images with more pixels than this.")
     flags.DEFINE_string("cache_dir", "", "Persistent JAX compilation cache folder ('' -> "
                         "$SVHN_JAX_COMPILATION_CACHE or the user cache folder, 'none' -> off).")
 
 
 def run(reader: Reader, paths: Sequence[str], *, as_json: bool = False, min_confidence: float = 0.0,
-        box: tuple[int, int, int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-        out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Answers every image (a batch at a time); returns the exit status: 0, or 1 if any input failed."""
+        box: tuple[int, int, int, int] | None = None, boxes: dict[str, tuple[int, int, int, int]] | None = None,
+        tta: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS, out: TextIO | None = None,
+        err: TextIO | None = None) -> int:
+    """Answers every image (a batch at a time); returns the exit status: 0, or 1 if any input failed.
+
+    `box` applies to every image, `boxes` (file name -> box) to the images it names."""
     out, err = out or sys.stdout, err or sys.stderr
     status, files, images = 0, [], []
 
     def answer_batch() -> None:
-        lengths, digits, confidence = reader.read(np.stack(images))
-        for i, file in enumerate(files):
-            a = answer(file, int(lengths[i]), digits[i], float(confidence[i]), min_confidence)
+        lengths, digits, confidence = reader.read(np.concatenate(images))
+        start = 0
+        for file, crops in zip(files, images):
+            part = slice(start, start + len(crops))
+            start += len(crops)
+            a = answer(file, *vote(lengths[part], digits[part], confidence[part]), min_confidence)
             print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)
         files.clear()
         images.clear()
@@ -232,7 +276,8 @@ def run(reader: Reader, paths: Sequence[str], *, as_json: bool = False, min_conf
     for file, error in find_images(paths):
         if error is None:
             try:
-                images.append(preprocess(load_image(file, max_pixels), reader.config.recipe, box))
+                file_box = (boxes or {}).get(Path(file).name, box)
+                images.append(views(load_image(file, max_pixels), reader.config.recipe, file_box, tta))
                 files.append(file)
                 if len(files) == BATCH_SIZE:
                     answer_batch()
@@ -254,13 +299,14 @@ def run(reader: Reader, paths: Sequence[str], *, as_json: bool = False, min_conf
 @cli
 def main(argv: list[str]) -> int:
     paths = argv[1:]
-    if not FLAGS.workdir or not paths:
-        print("usage: python -m svhn_jax.predict --workdir=W IMAGE_OR_FOLDER...", file=sys.stderr)
+    if not paths:
+        print("usage: python -m svhn_jax.predict [--workdir=W] IMAGE_OR_FOLDER...", file=sys.stderr)
         return 2
     try:
         box = parse_box(FLAGS.box) if FLAGS.box else None
-    except ValueError as e:
-        print(str(e), file=sys.stderr)
+        boxes = {r["file"]: r["box"] for r in read_labels(FLAGS.boxes) if r["box"]} if FLAGS.boxes else None
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     if not 0.0 <= FLAGS.min_confidence <= 1.0:
         print(f"--min_confidence={FLAGS.min_confidence}: must lie in 0-1", file=sys.stderr)
@@ -275,10 +321,11 @@ def main(argv: list[str]) -> int:
         print(one_line(e), file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - one line, never a traceback
-        print(f"{FLAGS.workdir}: cannot load a trained run ({type(e).__name__}: {one_line(e)})", file=sys.stderr)
+        source = FLAGS.workdir or "the shipped reader"
+        print(f"{source}: cannot load a trained run ({type(e).__name__}: {one_line(e)})", file=sys.stderr)
         return 2
-    return run(reader, paths, as_json=FLAGS.json, min_confidence=FLAGS.min_confidence, box=box,
-               max_pixels=FLAGS.max_pixels)
+    return run(reader, paths, as_json=FLAGS.json, min_confidence=FLAGS.min_confidence, box=box, boxes=boxes,
+               tta=FLAGS.tta, max_pixels=FLAGS.max_pixels)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Without ``--workdir`` the shipped reader is used.
 """
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -22,24 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from svhn_jax import predict
-
-
-def read_labels(path: str | Path) -> list[dict[str, Any]]:
-    """[{"file", "number", "box" (x, y, w, h) or None}] from a CSV or JSON labels file."""
-    path = Path(path)
-    text = path.read_text()
-    if path.suffix.lower() == ".json":
-        rows = [(r["file"], str(r["number"]), r.get("box")) for r in json.loads(text)]
-    else:
-        rows = []
-        for cells in csv.reader(line for line in text.splitlines() if line.strip()):
-            cells = [c.strip() for c in cells]
-            if not cells[1].isdigit():
-                if not rows:  # a header
-                    continue
-                raise ValueError(f"{path}: {cells[0]}: number {cells[1]!r} is not a house number")
-            rows.append((cells[0], cells[1], [float(v) for v in cells[2:6]] if len(cells) >= 6 else None))
-    return [{"file": f, "number": n, "box": tuple(int(round(v)) for v in b) if b else None} for f, n, b in rows]
+from svhn_jax.photo_labels import read_labels
 
 
 def score(answers: Sequence[dict[str, Any]], truths: Sequence[str], min_confidence: float) -> dict[str, Any]:
@@ -52,17 +34,16 @@ def score(answers: Sequence[dict[str, Any]], truths: Sequence[str], min_confiden
 
 
 def read_all(reader: predict.Reader, folder: Path, labels: list[dict[str, Any]], use_box: bool) -> list[dict]:
-    """predict's answer for every labelled photo (an unreadable file answers nothing)."""
+    """predict's answer for every labelled photo, read as `predict` reads it (an unreadable file answers nothing)."""
     out = []
     for row in labels:
         try:
             image = predict.load_image(folder / row["file"])
-            crop = predict.preprocess(image, reader.config.recipe, row["box"] if use_box else None)
+            crops = predict.views(image, reader.config.recipe, row["box"] if use_box else None, tta=True)
         except predict.ImageError as e:
             out.append({"file": row["file"], "reading": None, "confidence": 0.0, "error": str(e)})
             continue
-        lengths, digits, confidence = reader.read(crop[None])
-        out.append(predict.answer(row["file"], int(lengths[0]), digits[0], float(confidence[0]), 0.0))
+        out.append(predict.answer(row["file"], *predict.vote(*reader.read(crops)), 0.0))
     return out
 
 

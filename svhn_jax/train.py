@@ -28,7 +28,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from svhn_jax import inference, metrics, parallel
+from svhn_jax import inference, metrics, parallel, pretrained
 from svhn_jax import workdir as workdir_lib
 from svhn_jax.data import pipeline, sources, store
 from svhn_jax.data.model_input import input_shape, prepare_images
@@ -138,7 +138,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     init_rng, data_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 3)
     data_seed = int(jax.random.randint(data_rng, (), 0, 2**31 - 1))
     shape = input_shape(config, train_split.images.shape[1:])
-    host_state = jax.device_get(create_train_state(init_rng, model, tx, shape))
+    host_state = pretrained.initialize(jax.device_get(create_train_state(init_rng, model, tx, shape)),
+                                       config.init_from)
 
     manager = workdir_lib.checkpoint_manager(workdir, config)
     restored = workdir_lib.restore_latest(manager, host_state, par.replicated)

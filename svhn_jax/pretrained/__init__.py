@@ -1,0 +1,94 @@
+"""The weights that ship with the package, and how they are made and loaded.
+
+``pretrained/<name>/`` holds ``config.json`` (the run's config), ``variables.msgpack`` (the model's
+variables, flax msgpack) and ``info.json`` (step, ``params_sha256``, the command that trained it).
+`export` writes them from a trained workdir; `load` reads them back for `predict` (no ``--workdir``)
+and for ``--config.init_from=pretrained``.
+
+  python scripts/export_pretrained.py --workdir=workdirs/reader --name=reader
+"""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import flax.serialization
+import jax
+import ml_collections
+import numpy as np
+
+from svhn_jax.errors import UserError
+from svhn_jax.fileio import atomic_write
+
+DIR = Path(__file__).resolve().parent
+
+
+class PretrainedError(UserError):
+    """Shipped weights are missing or unreadable."""
+
+
+def folder(name: str) -> Path:
+    return DIR / name
+
+
+def export(workdir: str | Path, name: str, command: str) -> dict[str, Any]:
+    """Copies the latest checkpoint's variables and config of `workdir` into ``pretrained/<name>/``."""
+    from svhn_jax import workdir as workdir_lib
+    config, _, variables = workdir_lib.load_for_inference(workdir)
+    variables = jax.device_get(variables)
+    final = json.loads((Path(workdir) / "final_metrics.json").read_text()) \
+        if (Path(workdir) / "final_metrics.json").exists() else {}
+    steps = [int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit()]
+    info = {"params_sha256": workdir_lib.params_sha256(variables["params"]), "step": max(steps), "command": command,
+            "exported": datetime.date.today().isoformat(),
+            "synthetic_test_sequence_accuracy": final.get("eval_sequence_accuracy")}
+    out = folder(name)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "variables.msgpack", lambda p: p.write_bytes(flax.serialization.msgpack_serialize(variables)))
+    atomic_write(out / "config.json", lambda p: p.write_text(config.to_json_best_effort(indent=2) + "\n"))
+    atomic_write(out / "info.json", lambda p: p.write_text(json.dumps(info, indent=2) + "\n"))
+    return info
+
+
+def load(name: str = "reader") -> tuple[ml_collections.ConfigDict, nn.Module, dict[str, Any]]:
+    """(config, model, variables) of the shipped weights `name`."""
+    from svhn_jax.models import create_model
+    src = folder(name)
+    try:
+        config = ml_collections.ConfigDict(json.loads((src / "config.json").read_text()))
+        variables = flax.serialization.msgpack_restore((src / "variables.msgpack").read_bytes())
+    except (OSError, ValueError) as e:
+        raise PretrainedError(f"the shipped weights {name!r} cannot be read from {src} ({e})") from None
+    return config, create_model(config), variables
+
+
+def initial_variables(spec: str) -> dict[str, Any]:
+    """The variables ``--config.init_from`` names: 'pretrained' (the shipped reader), 'pretrained:NAME',
+    or a workdir (its latest checkpoint)."""
+    if spec == "pretrained" or spec.startswith("pretrained:"):
+        return load(spec.partition(":")[2] or "reader")[2]
+    from svhn_jax import workdir as workdir_lib
+    return jax.device_get(workdir_lib.load_for_inference(spec)[2])
+
+
+def initialize(state: Any, spec: str) -> Any:
+    """`state` (a host TrainState) with its params and BatchNorm statistics taken from `spec`.
+
+    The model of `spec` must have exactly the shapes of this run's: fine-tuning changes the data and
+    the optimiser, never the network. An empty `spec` returns `state` as it is.
+    """
+    if not spec:
+        return state
+    source = initial_variables(spec)
+    target = {"params": state.params, "batch_stats": state.batch_stats}
+    source = {"params": source["params"], "batch_stats": source.get("batch_stats", {})}
+    shapes = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), tree)  # noqa: E731
+    if shapes(source) != shapes(target):
+        raise PretrainedError(f"--config.init_from={spec}: its model has other layers or shapes than this "
+                              "run's (model, head and recipe must match)")
+    cast = lambda tree, like: jax.tree.map(lambda a, b: np.asarray(a, b.dtype), tree, like)  # noqa: E731
+    return state.replace(params=cast(source["params"], state.params),
+                         batch_stats=cast(source["batch_stats"], state.batch_stats))
