@@ -204,7 +204,8 @@ def test_box_crops_as_in_training_and_all_good_exits_zero(workdir, tmp_path):
     with pytest.raises(predict.ImageError, match="outside"):
         predict.preprocess(photo, reader.config.recipe, (500, 20, 40, 25))
     out, err = io.StringIO(), io.StringIO()
-    status = predict.run(reader, [str(tmp_path / "photo.png")], as_json=True, box=(30, 20, 40, 25), out=out, err=err)
+    status = predict.run(reader, [str(tmp_path / "photo.png")], as_json=True, box=(30, 20, 40, 25), tta=False,
+                         out=out, err=err)
     assert status == 0 and err.getvalue() == ""
     a = json.loads(out.getvalue())
     length, digits, confidence = reader.read(expected[None])
