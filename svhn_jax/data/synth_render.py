@@ -1,6 +1,6 @@
-"""How a synthetic house number looks: fonts, colours, plaques, walls, clutter and the camera.
+"""Draws a synthetic house number as a street photo: plaque, digits, perspective, occlusion, camera.
 
-`render(layout, rng)` draws a `synth_geometry.Layout` as a street photo. Drawing happens on a "work"
+`render(layout, rng)` draws a `synth_geometry.Layout` on a wall from `synth_materials`. Drawing happens on a "work"
 canvas where digits are 28-40 pixels tall (`WORK_DIGIT_HEIGHT`); the result is then scaled to the full
 image size: down, like a camera averaging a small number's pixels, or up, as large real SVHN images
 are upscaled street-view crops anyway. Every labelled digit keeps at least the middle 65 % of its box
@@ -8,146 +8,24 @@ free of its neighbours' ink, and its ink contrasts with what it sits on. Digits 
 """
 from __future__ import annotations
 
-import functools
-import importlib.util
 import io
 import math
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
 from svhn_jax.data.synth_geometry import Layout
+from svhn_jax.data.synth_materials import (FONT_NAMES, FONT_P, background, contrasting, glyph, palette,
+                                           random_colour)
 
-# --- Appearance ------------------------------------------------------------------------------------
 WORK_DIGIT_HEIGHT = (28, 40)  # digits are drawn this tall (at most 4x supersampled), then rescaled
-# What makes the task hard (tune here): how often each nuisance happens and how strong it gets.
-SCHEME_P = {"dark_on_light": 0.3, "light_on_dark": 0.25, "wall": 0.37, "tiles": 0.08}
-MIN_CONTRAST = 65.0           # luminance difference between digits and what they sit on (0-255) ...
-LOW_CONTRAST, P_LOW_CONTRAST = 35.0, 0.3  # ... or, in faded or dim photos, at least this much
-P_WARP, P_OCCLUDE, P_DISTRACT, P_CLUTTER, P_JPEG = 0.7, 0.06, 0.45, 0.5, 0.5
+P_WARP, P_OCCLUDE, P_JPEG = 0.7, 0.06, 0.5
 P_LOW_RES, P_BLUR = 0.5, 0.7  # a lower-resolution capture; a Gaussian blur (real crops are soft)
 MAX_LOW_RES = 3.5             # the lowest resolution, as a factor, keeping digits >= 8 px tall
 MAX_BLUR = 0.1                # blur radius, as a fraction of the digit height
 MAX_NOISE = 9.0               # sensor noise standard deviation (0-255)
-_FONT_DIR = Path(importlib.util.find_spec("matplotlib").origin).parent / "mpl-data" / "fonts" / "ttf"
-FONTS = {  # TrueType faces shipped inside matplotlib's wheel -> how often house numbers use them
-    "DejaVuSans-Bold.ttf": 4, "DejaVuSans.ttf": 3, "DejaVuSansMono-Bold.ttf": 2, "DejaVuSansMono.ttf": 1,
-    "DejaVuSerif-Bold.ttf": 2, "DejaVuSerif.ttf": 1.5, "STIXGeneralBol.ttf": 2, "STIXGeneral.ttf": 1,
-    "cmb10.ttf": 1.5, "cmss10.ttf": 1.5, "cmr10.ttf": 0.7, "cmtt10.ttf": 0.5,
-    "DejaVuSans-BoldOblique.ttf": 0.7, "DejaVuSans-Oblique.ttf": 0.3, "DejaVuSansMono-BoldOblique.ttf": 0.2,
-    "DejaVuSansMono-Oblique.ttf": 0.1, "DejaVuSerif-BoldItalic.ttf": 0.4, "DejaVuSerif-Italic.ttf": 0.2,
-    "STIXGeneralBolIta.ttf": 0.4, "STIXGeneralItalic.ttf": 0.2, "cmti10.ttf": 0.2,
-}
-_FONT_NAMES = tuple(FONTS)
-_FONT_P = np.array(list(FONTS.values())) / sum(FONTS.values())
-_GLYPH_PX = 72
-_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZabcdehknorstuy"
-_WORDS = ("ST", "AVE", "RD", "No", "APT", "DR", "LN", "BLVD", "WAY", "CT", "SUITE", "OPEN", "EXIT",
-          "N", "S", "E", "W", "PL", "HWY", "Ste", "Unit", "CAFE", "BAR", "SHOP", "INN", "PARK")
-_LUMA = np.array([0.299, 0.587, 0.114])
 
-
-# --- Fonts, colours and textures -----------------------------------------------------------------
-
-@functools.lru_cache(maxsize=None)
-def _font(index: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(_FONT_DIR / _FONT_NAMES[index]), _GLYPH_PX)
-
-
-@functools.lru_cache(maxsize=None)
-def _glyph(font: int, char: str) -> Image.Image:
-    """The ink of `char` in font number `font`, cropped tight ('L' mask)."""
-    f = _font(font)
-    if char == "0" and "Mono" in _FONT_NAMES[font]:
-        char = "O"  # DejaVu Sans Mono slashes its zero; house numbers don't
-    left, top, right, bottom = f.getbbox(char)
-    canvas = Image.new("L", (right - left + 4, bottom - top + 4))
-    ImageDraw.Draw(canvas).text((2 - left, 2 - top), char, font=f, fill=255)
-    return canvas.crop(canvas.getbbox())
-
-
-def _lum(colour: Sequence[float]) -> float:
-    return float(np.dot(colour, _LUMA))
-
-
-def _colour(rng: np.random.Generator, lum: float, sat: float) -> tuple[int, int, int]:
-    """A colour of luminance ~`lum` (0-255) and saturation ~`sat` (0 grey .. 2 vivid)."""
-    v = rng.standard_normal(3)
-    c = np.clip(lum + sat * 45.0 * (v - v @ _LUMA), 0, 255)
-    return tuple(int(x) for x in c)
-
-
-def _contrasting(rng: np.random.Generator, base: tuple[int, int, int], lighter: bool | None = None,
-                 contrast: float = MIN_CONTRAST) -> tuple[int, int, int]:
-    """An ink colour whose luminance differs from `base` by at least `contrast`."""
-    lb = _lum(base)
-    can_up, can_down = lb + contrast <= 250, lb - contrast >= 5
-    if lighter is None or not (can_up if lighter else can_down):
-        lighter = bool(can_up and (not can_down or rng.random() < 0.5))
-    lo, hi = (lb + contrast, 250.0) if lighter else (5.0, lb - contrast)
-    ink = _colour(rng, rng.uniform(lo, hi), rng.uniform(0, 1.2) * (rng.random() < 0.5))
-    if abs(_lum(ink) - lb) < 0.8 * contrast:  # clipping ate the contrast: plain grey instead
-        g = int(rng.uniform(lo, hi))
-        ink = (g, g, g)
-    return ink
-
-
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell_y: float, cell_x: float) -> np.ndarray:
-    """Band-limited noise (float32 [h, w], roughly unit variance) with features ~cell pixels."""
-    gh, gw = int(math.ceil(h / max(cell_y, 1.0))) + 2, int(math.ceil(w / max(cell_x, 1.0))) + 2
-    small = Image.fromarray(rng.standard_normal((gh, gw)).astype(np.float32))
-    return np.asarray(small.resize((w, h), Image.Resampling.BICUBIC), np.float32)
-
-
-def _texture(rng: np.random.Generator, h: int, w: int, d: float) -> np.ndarray:
-    """A wall's relief (float32 [h, w], about -1..1): stucco, boards, planks or bricks; `d` = digit height."""
-    kind = rng.choice(["flat", "stucco", "boards", "wood", "brick"], p=[0.25, 0.25, 0.2, 0.15, 0.15])
-    grain = rng.standard_normal((h, w), dtype=np.float32) * np.float32(0.25)
-    if kind == "flat":
-        return grain + 0.4 * _smooth_noise(rng, h, w, d, d)
-    if kind == "stucco":
-        return grain + 0.6 * _smooth_noise(rng, h, w, d * 0.15 + 1, d * 0.15 + 1)
-    if kind in ("boards", "wood"):  # a profile across the boards, streaks along them
-        period = d * rng.uniform(0.3, 0.9)
-        horizontal = (kind == "boards") == (rng.random() < 0.8)
-        phase = (np.arange(h if horizontal else w, dtype=np.float32) / period) % 1.0
-        profile = 0.8 * phase - 0.4 - 1.2 * (phase < rng.uniform(0.06, 0.15)).astype(np.float32)
-        if horizontal:
-            return profile[:, None] + 0.4 * _smooth_noise(rng, h, w, 1.5, d) + grain
-        return profile[None, :] + 0.4 * _smooth_noise(rng, h, w, d, 1.5) + grain
-    bh = d * rng.uniform(0.25, 0.55)
-    bw = bh * rng.uniform(2.0, 3.2)
-    y, x = np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]
-    row = np.floor(y / bh)
-    xs = x + (row % 2) * (bw / 2)
-    brick = ((row * 37 + np.floor(xs / bw) * 11) % 512).astype(np.intp)  # a shade per brick
-    shade = rng.uniform(-0.5, 0.5, 512).astype(np.float32)[brick]
-    mortar = ((y % bh) < bh * 0.12) | ((xs % bw) < bh * 0.12)
-    return np.where(mortar, np.float32(rng.choice([-1.2, 1.2])), shade) + grain
-
-
-def _rect_hits(a: Sequence[float], b: Sequence[float]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def _text_mask(font: int, text: str, height: int, condense: float) -> Image.Image:
-    """`text` as one 'L' mask `height` pixels tall (glyph tops aligned, a small gap between)."""
-    glyphs = [_glyph(font, c) for c in text if c != " "]
-    ref = max(g.height for g in glyphs)
-    sizes = [(max(1, round(g.width * height / ref * condense)), max(1, round(g.height * height / ref)))
-             for g in glyphs]
-    gap = max(1, height // 8)
-    mask = Image.new("L", (sum(w for w, _ in sizes) + gap * (len(sizes) - 1), height))
-    x = 0
-    for g, (w, h) in zip(glyphs, sizes):
-        mask.paste(g.resize((w, h), Image.Resampling.BILINEAR), (x, height - h if h < height * 0.8 else 0))
-        x += w + gap
-    return mask
-
-
-# --- Rendering -----------------------------------------------------------------------------------
 
 def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The 3x3 projective map taking 4 points `src` [4, 2] to `dst` [4, 2]."""
@@ -187,68 +65,6 @@ def _boxes_after(m: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.c_[p[:, 0, 0], p[:, 2, 1], p[:, 1, 0], p[:, 3, 1]]
 
 
-def _palette(rng: np.random.Generator) -> tuple[str, tuple, tuple, tuple]:
-    """(scheme, wall colour, colour the digits sit on, ink colour)."""
-    scheme = str(rng.choice(list(SCHEME_P), p=np.asarray(list(SCHEME_P.values()))))
-    wall = _colour(rng, rng.uniform(20, 235), rng.uniform(0, 1.2) ** 2)
-    if scheme == "wall":
-        base = wall
-    else:
-        light = {"dark_on_light": True, "light_on_dark": False}.get(scheme, rng.random() < 0.6)
-        base = _colour(rng, rng.uniform(150, 250) if light else rng.uniform(10, 110),
-                       rng.uniform(0, 0.7) if light else rng.uniform(0.2, 1.5))
-    contrast = LOW_CONTRAST if rng.random() < P_LOW_CONTRAST else MIN_CONTRAST
-    ink = _contrasting(rng, base, lighter={"dark_on_light": False, "light_on_dark": True}.get(scheme),
-                       contrast=contrast)
-    return scheme, wall, base, ink
-
-
-def _background(rng: np.random.Generator, size: tuple[int, int], d: float, union: np.ndarray,
-                scheme: str, wall: tuple, ink: tuple) -> Image.Image:
-    """A textured wall with clutter and distractor text, none of it over the number."""
-    ww, wh = size
-    amp = rng.uniform(4, 30) if scheme == "wall" else rng.uniform(4, 55)
-    tint = (amp * (1.0 + rng.normal(0, 0.15, 3))).astype(np.float32)
-    bg = _texture(rng, wh, ww, d)[..., None] * tint + np.asarray(wall, np.float32)
-    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(img)
-    keep_out = union + np.array([-1, -1, 1, 1]) * 0.25 * d
-    if rng.random() < P_CLUTTER:  # window frames, doors, lamps, wires
-        for _ in range(int(rng.integers(1, 5))):
-            cx, cy = rng.uniform(-0.1, 1.1) * ww, rng.uniform(-0.1, 1.1) * wh
-            rw, rh = rng.uniform(0.05, 0.8) * ww, rng.uniform(0.05, 0.8) * wh
-            shape = (cx - rw / 2, cy - rh / 2, cx + rw / 2, cy + rh / 2)
-            if _rect_hits(shape, keep_out):
-                continue
-            colour = _colour(rng, rng.uniform(0, 255), rng.uniform(0, 1.5))
-            kind = rng.integers(4)
-            if kind == 0:
-                draw.rectangle(shape, fill=colour)
-            elif kind == 1:
-                draw.rectangle(shape, outline=colour, width=max(1, int(d * rng.uniform(0.05, 0.2))))
-            elif kind == 2:
-                draw.ellipse(shape, fill=colour)
-            else:
-                draw.line(shape, fill=colour, width=max(1, int(d * rng.uniform(0.03, 0.15))))
-    if rng.random() < P_DISTRACT:  # words and letters anywhere off the number; digits off its crop
-        uw, uh = union[2] - union[0], union[3] - union[1]
-        for _ in range(int(rng.integers(1, 4))):
-            if rng.random() < 0.35:
-                text = "".join(str(c) for c in rng.integers(0, 10, int(rng.integers(1, 4))))
-                forbid = union + np.array([-1, -1, 1, 1]) * np.array([0.25 * uw + 0.3 * d, 0.25 * uh + 0.3 * d] * 2)
-            else:
-                text = str(rng.choice(_WORDS)) if rng.random() < 0.6 else str(rng.choice(list(_LETTERS)))
-                forbid = union + np.array([-1, -1, 1, 1]) * 0.15 * d
-            th = max(5, int(d * rng.uniform(0.35, 1.0)))
-            mask = _text_mask(int(rng.integers(len(_FONT_NAMES))), text, th, rng.uniform(0.7, 1.1))
-            for _ in range(4):
-                x, y = int(rng.uniform(-0.2, 1.0) * ww), int(rng.uniform(-0.2, 1.0) * wh)
-                if not _rect_hits((x, y, x + mask.width, y + mask.height), forbid):
-                    img.paste(ink if rng.random() < 0.5 else _contrasting(rng, wall), (x, y), mask)
-                    break
-    return img
-
-
 def _plaque(rng: np.random.Generator, draw: ImageDraw.ImageDraw, boxes: np.ndarray, union: np.ndarray,
             d: float, scheme: str, base: tuple, ink: tuple) -> None:
     """A plaque (rounded or oval, maybe bordered) around the number, or one tile per digit."""
@@ -256,7 +72,7 @@ def _plaque(rng: np.random.Generator, draw: ImageDraw.ImageDraw, boxes: np.ndarr
         px, py = d * rng.uniform(0.12, 0.7), d * rng.uniform(0.08, 0.45)
         rect = (union[0] - px, union[1] - py, union[2] + px, union[3] + py)
         border = max(1, round(d * rng.uniform(0.03, 0.1)))
-        outline = (ink if rng.random() < 0.6 else _colour(rng, rng.uniform(0, 255), 1.0)) + (255,)
+        outline = (ink if rng.random() < 0.6 else random_colour(rng, rng.uniform(0, 255), 1.0)) + (255,)
         has_border = rng.random() < 0.4
         if rng.random() < 0.1:
             ex, ey = 0.2 * (union[2] - union[0]) + 0.2 * d, 0.2 * d
@@ -280,14 +96,14 @@ def _plaque(rng: np.random.Generator, draw: ImageDraw.ImageDraw, boxes: np.ndarr
 def _digits(rng: np.random.Generator, layer: Image.Image, labels: Sequence[int], boxes: np.ndarray,
             d: float, small: bool, scheme: str, base: tuple, ink: tuple) -> None:
     """Draws each digit inside its box: one font, width and weight for the number; shadow, outline."""
-    font = int(rng.choice(len(_FONT_NAMES), p=_FONT_P))
+    font = int(rng.choice(len(FONT_NAMES), p=FONT_P))
     condense = rng.uniform(0.75, 1.15)
     bold = int(rng.choice([0, 3, 5], p=[0.2, 0.4, 0.4] if small else [0.5, 0.3, 0.2]))
-    if "Bol" in _FONT_NAMES[font] or font == _FONT_NAMES.index("cmb10.ttf"):
+    if "Bol" in FONT_NAMES[font] or font == FONT_NAMES.index("cmb10.ttf"):
         bold = min(bold, 3)  # already heavy
     shadow = scheme != "tiles" and rng.random() < 0.3
     shadow_colour = (0, 0, 0, 110) if scheme == "wall" else tuple(int(c * 0.55) for c in base) + (255,)
-    outline_colour = _contrasting(rng, ink) + (255,) if rng.random() < 0.1 else None
+    outline_colour = contrasting(rng, ink) + (255,) if rng.random() < 0.1 else None
     shadow_off = (d * rng.uniform(0.03, 0.1) * rng.choice([-1, 1]), d * rng.uniform(0.03, 0.1))
     # Ink stays inside its box and mostly off its neighbours' ink: overlapping boxes split the overlap,
     # but every digit keeps at least the middle 65 % of its box.
@@ -297,7 +113,7 @@ def _digits(rng: np.random.Generator, layer: Image.Image, labels: Sequence[int],
     centre, half = (boxes[:, 0] + boxes[:, 2]) / 2, 0.325 * (boxes[:, 2] - boxes[:, 0])
     ink_x0, ink_x1 = np.minimum(ink_x0, centre - half), np.maximum(ink_x1, centre + half)
     for label, x0, x1, (_, y0, _, y1) in zip(labels, ink_x0, ink_x1, boxes):
-        g = _glyph(font, str(label % 10))
+        g = glyph(font, str(label % 10))
         gh = max(3, round((y1 - y0) * rng.uniform(0.85, 1.0)))
         natural = g.width * gh / g.height * condense  # the font's width, squeezed if the box is narrower
         gw = max(2, min(round(natural), math.floor((x1 - x0) * rng.uniform(0.9, 1.0))))
@@ -316,7 +132,7 @@ def _digits(rng: np.random.Generator, layer: Image.Image, labels: Sequence[int],
 def _occlude(rng: np.random.Generator, img: Image.Image, boxes: np.ndarray, d: float) -> None:
     """A pole or wire across the edge of one digit, or leaves over one of its corners."""
     x0, y0, x1, y1 = boxes[int(rng.integers(len(boxes)))]
-    colour = _colour(rng, rng.uniform(10, 140), rng.uniform(0, 1.5))
+    colour = random_colour(rng, rng.uniform(10, 140), rng.uniform(0, 1.5))
     draw = ImageDraw.Draw(img)
     if rng.random() < 0.5:
         x = x0 + (x1 - x0) * rng.choice([rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.0)])
@@ -378,8 +194,8 @@ def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     d = float(boxes[0, 3] - boxes[0, 1])
     union = np.r_[boxes[:, :2].min(0), boxes[:, 2:].max(0)]
 
-    scheme, wall, base, ink = _palette(rng)
-    img = _background(rng, (ww, wh), d, union, scheme, wall, ink)
+    scheme, wall, base, ink = palette(rng)
+    img = background(rng, (ww, wh), d, union, scheme, wall, ink)
     layer = Image.new("RGBA", (ww, wh), base + (0,))  # plaque and digits, warped together
     _plaque(rng, ImageDraw.Draw(layer), boxes, union, d, scheme, base, ink)
     _digits(rng, layer, layout.labels, boxes, d, h_full < 16, scheme, base, ink)
