@@ -32,9 +32,9 @@ from tqdm import tqdm
 
 from svhn_jax import inference, metrics, parallel
 from svhn_jax import workdir as workdir_lib
-from svhn_jax.errors import Stopped, StopRequests, UserError
 from svhn_jax.data import pipeline, sources, store
 from svhn_jax.data.model_input import input_shape, prepare_images
+from svhn_jax.errors import Stopped, StopRequests, UserError
 from svhn_jax.models import create_model, heads
 from svhn_jax.state import TrainState, create_train_state, make_optimizer
 from svhn_jax.workdir import RunError

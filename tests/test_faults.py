@@ -234,8 +234,10 @@ def drop_metadata(checkpoint):
     (checkpoint / "default" / "_METADATA").unlink()
 
 
-@pytest.mark.parametrize("corrupt", [flip_bytes, drop_metadata])
-def test_corrupt_newest_checkpoint_is_skipped_for_the_previous_one(corrupt, prepared, straight, tmp_path):
+@pytest.mark.parametrize("corrupt, reason", [(flip_bytes, "its data does not match the SHA-256 saved with it"),
+                                             (drop_metadata, "it does not restore: ")])
+def test_corrupt_newest_checkpoint_is_skipped_for_the_previous_one(corrupt, reason, prepared, straight, tmp_path):
+    """Flipped bytes still decode (only the digest saved with the checkpoint tells); a missing file does not."""
     workdir = tmp_path / "run"
     shutil.copytree(straight, workdir)
     (workdir / "final_metrics.json").unlink()
@@ -243,10 +245,24 @@ def test_corrupt_newest_checkpoint_is_skipped_for_the_previous_one(corrupt, prep
     resumed = run_module("svhn_jax.main", *LONG, f"--config.data_dir={prepared}", f"--workdir={workdir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Traceback" not in resumed.stderr
-    assert f"skipping the checkpoint of step 120 in {workdir / 'checkpoints'}: " in resumed.stderr
+    assert f"skipping the checkpoint of step 120 in {workdir / 'checkpoints'}: {reason}" in resumed.stderr
     assert "Resumed from step 80" in resumed.stderr
     assert sha(workdir) == sha(straight)
     assert_clean_metrics(workdir)
+
+
+def test_a_checkpoint_is_trusted_only_with_its_own_step_finite_values_and_its_digest():
+    import numpy as np
+    from svhn_jax.state import TrainState
+    from svhn_jax.workdir import problem_with, tree_sha256
+    good = TrainState(step=np.int32(8), params={"w": np.ones(3, np.float32)}, batch_stats={}, opt_state=())
+    digest = {"state_sha256": tree_sha256(good)}
+    assert problem_with(good, 8, digest) is None and problem_with(good, 8, {}) is None
+    assert problem_with(good, 12, digest) == "it holds step 8"
+    nan = good.replace(params={"w": np.array([1, np.nan, 1], np.float32)})
+    assert problem_with(nan, 8, {}) == "it holds non-finite values"
+    changed = good.replace(params={"w": np.full(3, 2, np.float32)})
+    assert problem_with(changed, 8, digest) == "its data does not match the SHA-256 saved with it"
 
 
 def test_no_usable_checkpoint_is_one_line_and_keeps_them(prepared, straight, tmp_path):
