@@ -1,24 +1,66 @@
-"""File helpers shared by every writer: atomic replacement and the user cache folder."""
+"""File helpers shared by every writer: atomic replacement, a process lock and the user cache folder."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import socket
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Calls ``write(tmp)`` on a temporary name beside `path`, then renames it into place.
 
-    A reader never sees half a file: if `write` raises (disk full, Ctrl-C), the temporary file is
-    removed and `path` keeps its earlier content.
+    A reader never sees half a file: if `write` raises (disk full, Ctrl-C; `write` closes what it
+    opens, so an error on close raises too), the temporary file is removed and `path` keeps its
+    earlier content. The file is flushed to disk (fsync) before the rename and the rename after it,
+    so a power cut cannot leave an empty or partial file under the final name either.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
+        fsync(tmp)
         os.replace(tmp, path)
+        fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fsync(path: Path) -> None:
+    """Flushes a file's (or a folder's: its entries') content to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; ``str(e)`` names it as it wrote itself there ("process PID on HOST")."""
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Holds an exclusive lock on `path` (made if missing) while the block runs, else raises `LockHeld` at once.
+
+    `fcntl.flock` locks belong to the open file, so the kernel releases them however the process
+    ends, kill -9 included: a crashed run never leaves a stale lock. The file is left in place
+    (removing it would race with the next run opening it); it names its last holder.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 256).decode(errors="replace").strip()
+            raise LockHeld(holder or "another process") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def user_cache_dir() -> Path:

@@ -1,25 +1,32 @@
 """Launch a training run: ``python -m svhn_jax.main --config=configs/quickstart.py --workdir=DIR``.
 
 Config values are overridden on the command line (``--config.learning_rate=1e-3``); the config is
-locked, so a misspelt key is an error. Running the same command again resumes the run.
+locked, so a misspelt key is an error. Running the same command again resumes the run; SIGTERM or
+Ctrl-C saves a checkpoint and exits 128 + signal (143, 130) for a scheduler to requeue it.
 """
 from __future__ import annotations
 
-import logging
-import sys
+from svhn_jax import errors
 
-from absl import app, flags
-from absl import logging as absl_logging
-from ml_collections import config_flags
+# Ctrl-C or SIGTERM while the libraries below load (seconds): one line, not a traceback (`cli` takes over).
+errors.handle_stop_signals(errors.exit_at_once)
 
-from svhn_jax import compilation_cache, parallel, train, xla_flags
-from svhn_jax.errors import UserError, cli, one_line
-from svhn_jax.models import BATCH_NORM_MODELS
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app, flags  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from svhn_jax import compilation_cache, parallel, train, xla_flags  # noqa: E402
+from svhn_jax.errors import UserError, cli, one_line  # noqa: E402
+from svhn_jax.models import BATCH_NORM_MODELS  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where the run writes everything (and resumes from).")
-flags.DEFINE_bool("overwrite", False, "Allow a workdir that holds a run of another config.")
+flags.DEFINE_bool("overwrite", False, "Start afresh in a workdir that holds a run (of any config): the earlier "
+                  "run is moved into WORKDIR/overwritten-<time>/ once the new config is known to work.")
 flags.DEFINE_string("coordinator_address", "", "Multi-process: HOST:PORT of process 0's coordinator.")
 flags.DEFINE_integer("num_processes", 0, "Multi-process: how many processes take part.")
 flags.DEFINE_integer("process_id", -1, "Multi-process: this process's index, 0..num_processes-1.")

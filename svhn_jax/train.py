@@ -8,12 +8,14 @@ averages the gradients over every device between the two halves of a training st
 from one ``config.seed``: keys for init / data / dropout; a step's key is ``fold_in(dropout_key, step)``
 and each example's key folds in its index in the global batch, so neither history nor the device
 count changes the numbers. Everything the run writes goes through `svhn_jax.workdir`; running it
-again on the same workdir resumes from the latest checkpoint.
+again on the same workdir resumes from the latest checkpoint. SIGTERM or SIGINT (preemption, Ctrl-C)
+stops the loop after its step with a checkpoint saved (`errors.Stopped`: exit 128 + signal).
 """
 from __future__ import annotations
 
 import functools
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +34,7 @@ from svhn_jax import inference, metrics, parallel, pretrained
 from svhn_jax import workdir as workdir_lib
 from svhn_jax.data import pipeline, sources, store
 from svhn_jax.data.model_input import input_shape, prepare_images
+from svhn_jax.errors import Stopped, StopRequests, UserError
 from svhn_jax.models import create_model, heads
 from svhn_jax.state import TrainState, create_train_state, make_optimizer
 from svhn_jax.workdir import RunError
@@ -94,9 +97,34 @@ def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module, par: par
 
 # --- the loop ------------------------------------------------------------------------------------
 
+# Config values that must be positive integers (0 would divide by zero deep in the run).
+POSITIVE_KEYS = ("batch_size", "eval_batch_size", "num_train_steps", "log_every_steps", "eval_every_steps",
+                 "checkpoint_every_steps", "keep_checkpoints")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Refuses sizes and intervals that are not positive, in one line naming the key, before anything starts."""
+    for key in POSITIVE_KEYS:
+        if not (isinstance(config[key], int) and config[key] > 0):
+            raise UserError(f"config key {key} must be a positive integer, got {config[key]!r}")
+
+
 def every(step: int, n: int) -> bool:
-    """Whether a periodic action of period `n` steps (0: never) falls on `step`."""
-    return n > 0 and step % n == 0
+    """Whether a periodic action of period `n` steps falls on `step`."""
+    return step % n == 0
+
+
+def stop_signal(stop: StopRequests, done: int, config: ml_collections.ConfigDict) -> int:
+    """The signal on which the loop stops after step `done` (0: go on).
+
+    One process stops on its own signal at any step; several agree at logging steps (a collective
+    each, where the loop waits for the devices anyway), so that every process saves the same step.
+    """
+    if jax.process_count() == 1:
+        return stop.signum
+    if not every(done, config.log_every_steps):
+        return 0
+    return int(np.max(multihost_utils.process_allgather(np.int32(stop.signum))))
 
 
 def evaluate(run_eval: Callable, state: Any, split: store.Split, config: ml_collections.ConfigDict,
@@ -120,10 +148,19 @@ def evaluate(run_eval: Callable, state: Any, split: store.Split, config: ml_coll
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
                        overwrite: bool = False) -> dict[str, Any]:
-    """Trains `config` in `workdir` (resuming from its latest checkpoint), evaluates, returns the final metrics."""
+    """Trains `config` in `workdir` (resuming from its latest good checkpoint), evaluates, returns the
+    final metrics. Holds the workdir's lock throughout; `overwrite` starts afresh, the earlier run
+    moved aside once the config is known to work."""
+    check_config(config)
     workdir = Path(workdir)
+    with workdir_lib.locked(workdir):
+        return run(config, workdir, overwrite)
+
+
+def run(config: ml_collections.ConfigDict, workdir: Path, overwrite: bool) -> dict[str, Any]:
+    """`train_and_evaluate` in a workdir this process has locked."""
     t_start = time.perf_counter()
-    workdir_lib.prepare(config, workdir, overwrite)
+    workdir_lib.check_resumable(config, workdir, overwrite)
     par = parallel.DataParallel(config.parallel)
     parallel.check_divisible(config.batch_size)
     parallel.check_divisible(config.eval_batch_size, "eval_batch_size")
@@ -140,15 +177,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     shape = input_shape(config, train_split.images.shape[1:])
     host_state = pretrained.initialize(jax.device_get(create_train_state(init_rng, model, tx, shape)),
                                        config.init_from)
+    workdir_lib.start(config, workdir, overwrite)  # data found, model built: the run may start
 
     manager = workdir_lib.checkpoint_manager(workdir, config)
     restored = workdir_lib.restore_latest(manager, host_state, par.replicated)
     if restored is not None:
         host_state = par.to_host(restored)
+        workdir_lib.set_aside_newer(manager, int(host_state.step), workdir)
         logging.info("Resumed from step %d", host_state.step)
     state = par.put_state(host_state)
     start_step, num_steps = int(host_state.step), config.num_train_steps
-    log = workdir_lib.MetricsLog(workdir, start_step)
+    log = workdir_lib.MetricsLog(workdir, start_step, num_steps)
 
     run_train = make_train_step(config, model, tx, par)
     run_eval = make_eval_step(config, model, par)
@@ -176,38 +215,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
             log.write(step, "train", means)
             progress.set_postfix(loss=f"{means['loss']:.3f}", seq_acc=f"{means['sequence_accuracy']:.3f}")
 
-    try:
-        t_mark = time.perf_counter()
-        for step, device_batch in step_iter:
-            state, step_metrics = run_train(state, device_batch, dropout_rng)
-            pending.append((step, step_metrics))
-            progress.update(1)
-            done = step + 1
-            is_last = done == num_steps
-            eval_now = every(done, config.eval_every_steps) and not is_last  # the final evaluation follows
-            save_now = every(done, config.checkpoint_every_steps) or is_last
-            if not (every(done, config.log_every_steps) or eval_now or save_now):
-                continue
-            # Every action logs the train metrics since the last one (and checks them), after the work is done.
-            jax.block_until_ready(state)
-            if pending[0][0] > start_step:  # the first interval holds compilation: not in the speed
-                train_seconds += time.perf_counter() - t_mark
-                train_images += len(pending) * config.batch_size
-            log_train_metrics(done)
-            if eval_now:
-                eval_metrics, _ = evaluate(run_eval, state, eval_split, config, par)
-                log.write(done, "eval", {k: v for k, v in eval_metrics.items() if np.isscalar(v)})
-            if save_now:
-                workdir_lib.save_checkpoint(manager, done, par.to_global(state), workdir)
+    with StopRequests() as stop:  # the first SIGTERM/SIGINT: save after this step, then stop
+        try:
             t_mark = time.perf_counter()
-    finally:
-        progress.close()
-        manager.wait_until_finished()
+            for step, device_batch in step_iter:
+                state, step_metrics = run_train(state, device_batch, dropout_rng)
+                pending.append((step, step_metrics))
+                progress.update(1)
+                done = step + 1
+                is_last = done == num_steps
+                eval_now = every(done, config.eval_every_steps) and not is_last  # the final evaluation follows
+                signum = stop_signal(stop, done, config)
+                save_now = every(done, config.checkpoint_every_steps) or is_last or bool(signum)
+                if not (every(done, config.log_every_steps) or eval_now or save_now):
+                    continue
+                # Every action logs the train metrics since the last one (and checks them), after the work is done.
+                jax.block_until_ready(state)
+                if pending[0][0] > start_step:  # the first interval holds compilation: not in the speed
+                    train_seconds += time.perf_counter() - t_mark
+                    train_images += len(pending) * config.batch_size
+                log_train_metrics(done)
+                if eval_now:
+                    eval_metrics, _ = evaluate(run_eval, state, eval_split, config, par)
+                    log.write(done, "eval", {k: v for k, v in eval_metrics.items() if np.isscalar(v)})
+                if save_now:
+                    workdir_lib.save_checkpoint(manager, done, par.to_global(state), workdir)
+                if signum:
+                    raise Stopped(f"stopped by {signal.Signals(signum).name} after step {done} of {num_steps}, its "
+                                  f"checkpoint saved in {workdir / 'checkpoints'}: run the same command to resume",
+                                  signum)
+                t_mark = time.perf_counter()
+        finally:
+            progress.close()
+            manager.wait_until_finished()
 
     final, predictions = evaluate(run_eval, state, eval_split, config, par)
     host = par.to_host(state)
     final.update(step=int(host.step), train_images_per_second=train_images / train_seconds if train_seconds else None,
-                 wall_seconds=time.perf_counter() - t_start, params_sha256=workdir_lib.params_sha256(host.params),
+                 wall_seconds=time.perf_counter() - t_start, params_sha256=workdir_lib.tree_sha256(host.params),
                  num_train_examples=len(train_split), model=config.model, dataset=config.dataset,
                  device_kind=jax.devices()[0].device_kind, device_count=jax.device_count(),
                  process_count=jax.process_count(), parallel=par.mode)

@@ -38,13 +38,25 @@ def tiny_config(data_dir):
     return make
 
 
+def module_env(devices: int = 1, env: dict | None = None) -> dict:
+    """The environment of a test subprocess: CPU only, with `devices` fake CPU devices."""
+    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+            "JAX_PLATFORMS": "cpu", **(env or {})}
+
+
 def run_module(module: str, *args: str, devices: int = 1, timeout: int = 300,
                env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs `python -m module args...` in a fresh process with `devices` fake CPU devices."""
-    full_env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-                "JAX_PLATFORMS": "cpu", **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=module_env(devices, env),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_module(module: str, *args: str, output: Path, devices: int = 1, env: dict | None = None) -> subprocess.Popen:
+    """Starts `python -m module args...` like `run_module` without waiting for it (to signal it, or race
+    it), its stdout and stderr into the file `output` (a pipe nobody reads could fill and block it)."""
+    with open(output, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=module_env(devices, env),
+                                stdout=out, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture(scope="session")
