@@ -12,8 +12,10 @@ import collections
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.pool
 import os
 import signal
+import threading
 import time
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping, Sequence
@@ -88,16 +90,29 @@ def _check_names(mat: Path, entries: Sequence[digitstruct.Entry]) -> None:
         seen.add(os.path.normpath(e.name))
 
 
-def _ordered(fn: Callable, tasks, workers: int):
-    """fn(*task) for each task, in order, with at most 2 x workers tasks in flight (bounded memory).
+def _pool(workers: int) -> multiprocessing.pool.Pool:
+    """A pool of spawned processes (safe next to JAX threads) that ignore SIGINT from their start.
 
-    The workers ignore SIGINT: a Ctrl-C (sent to the whole process group) is handled by the parent,
-    which ends them, instead of each printing its own traceback."""
+    SIGINT is ignored while they are started, and they inherit that: a Ctrl-C, which reaches the
+    whole process group, is then handled by this process alone, which ends them, instead of each
+    printing its own traceback. (Only the main thread may change signal handlers.)
+    """
+    context = multiprocessing.get_context("spawn")
+    if threading.current_thread() is not threading.main_thread():
+        return context.Pool(workers)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return context.Pool(workers)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ordered(fn: Callable, tasks, workers: int):
+    """fn(*task) for each task, in order, with at most 2 x workers tasks in flight (bounded memory)."""
     if workers <= 1:
         yield from (fn(*t) for t in tasks)
         return
-    with multiprocessing.get_context("spawn").Pool(  # spawn: safe next to JAX threads
-            workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
+    with _pool(workers) as pool:
         pending = collections.deque()
         for t in tasks:
             pending.append(pool.apply_async(fn, t))
@@ -149,9 +164,9 @@ def prepare_split_from_folder(folder: str | os.PathLike, out_path: str | os.Path
               [[(b.left, b.top, b.width, b.height) for b in e.boxes] for e in chunk])
              for chunk in chunks]
     with store.SplitWriter(out_path, preprocess.image_shape(recipe), recipe=recipe,
-                           source=source or f"svhn format 1: {folder.name}") as writer:
-        progress = tqdm(zip(chunks, _ordered(_process, tasks, workers)), total=len(chunks),
-                        desc=f"preprocess {Path(folder).name}", unit="chunk", leave=False)
+                           source=source or f"svhn format 1: {folder.name}") as writer, \
+            tqdm(zip(chunks, _ordered(_process, tasks, workers)), total=len(chunks),  # cleared before an error
+                 desc=f"preprocess {Path(folder).name}", unit="chunk", leave=False) as progress:
         for chunk, (images, kept, bad) in progress:
             for _, message in bad:
                 skip(message)
