@@ -142,7 +142,9 @@ class SplitWriter:
         f, self._file = self._file, None
         try:
             if exc_type is not None:
-                with contextlib.suppress(OSError):  # the error that ended the block is the one to report
+                # The error that ended the block is the one to report, not a failed close after it
+                # (h5py raises some of those as RuntimeError).
+                with contextlib.suppress(OSError, RuntimeError):
                     f.close()
                 return
             try:
