@@ -18,9 +18,11 @@ recipe's margin).
 Images: PNG, JPEG, BMP, GIF (first frame) or WebP, any mode — grey, 16-bit, palette, CMYK, and
 transparent ones composited over white — with EXIF orientation applied. A folder argument is read
 non-recursively (files with those suffixes, sorted). A file that cannot be read (missing, empty,
-truncated, not an image, over ``--max_pixels``) or a folder without images gives one line naming it
-(stderr, or a JSON ``{"file", "error"}`` line with ``--json``); the other images are still answered
-and the exit status is 1.
+truncated, not an image, over ``--max_pixels``, no permission, not a regular file: a FIFO or a
+device is never opened for reading, so it cannot block), a folder that cannot be listed or one
+without images gives one line naming it (stderr, or a JSON ``{"file", "error"}`` line with
+``--json``); the other images are still answered and the exit status is 1. A run that cannot be
+loaded (no checkpoint, a checkpoint of another model or shape) is one line naming it, exit status 2.
 
 Compiled programs are kept in the persistent JAX compilation cache of `svhn_jax.compilation_cache`
 (``--cache_dir``, else ``$SVHN_JAX_COMPILATION_CACHE``, else the user cache folder), so only the
@@ -31,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import struct
 import sys
 import warnings
@@ -48,29 +51,46 @@ from svhn_jax.photo_labels import read_labels
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8000 x 8000; an RGB copy is then ~200 MB
 BATCH_SIZE = 16  # fixed, so one compiled program serves any number of images
+_MAX_REASON = 300  # characters of a library's error message shown (orbax's run to kilobytes)
 
 
 class ImageError(UserError, ValueError):
     """An input that cannot be answered; the message is the one line to print (without the path)."""
 
 
+_FILE_KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
+               stat.S_IFSOCK: "socket"}
+
+
 # ----------------------------------------------------------------------------- inputs
 
+def _reason(e: OSError) -> str:
+    """"permission denied", "input/output error", ...: the OS's reason, in the style of our lines."""
+    return (e.strerror or type(e).__name__).lower()
+
+
 def find_images(paths: Sequence[str]) -> Iterator[tuple[str, str | None]]:
-    """Expands the arguments into (path, error) pairs: error is None for a file to read."""
+    """Expands the arguments into (path, error) pairs: error is None for a file to read.
+
+    A folder yields its image-named entries other than subfolders, so that `load_image` names the
+    ones that are not regular files rather than skipping them unseen; one that cannot be listed
+    (no permission) yields its own error, and the other arguments are still expanded.
+    """
     for arg in paths:
         path = Path(arg)
-        if path.is_dir():
+        try:
+            if not path.is_dir():
+                yield arg, None if path.exists() else "no such file or folder"
+                continue
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-                           and p.is_file() and not p.name.startswith("."))
-            if not found:
-                yield arg, f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder"
-            for p in found:
-                yield str(p), None
-        elif path.exists():
-            yield arg, None
-        else:
-            yield arg, "no such file or folder"
+                           and not p.name.startswith(".") and not p.is_dir())
+        except OSError as e:  # a folder on the way, or this one, cannot be read
+            yield arg, _reason(e)
+            continue
+        if not found:
+            yield arg, f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder"
+        for p in found:
+            yield str(p), None
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
@@ -94,14 +114,22 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """Decodes one image file to uint8 RGB [H, W, 3] with EXIF orientation applied.
 
     The size is checked from the header before any pixel is decoded, so memory stays bounded by
-    ``max_pixels``. Raises `ImageError` with a one-line reason.
+    ``max_pixels``. Only a regular file is read, and it is opened non-blocking: a FIFO or a device
+    (endless, or waiting for a writer) must not hang the program. Raises `ImageError` with a
+    one-line reason.
     """
     pillow_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # the check below, from the header, replaces Pillow's own
     try:
-        with warnings.catch_warnings():
+        info = os.stat(path)
+        kind = stat.S_IFMT(info.st_mode)
+        if kind == stat.S_IFDIR:
+            raise ImageError("is a folder")
+        if kind != stat.S_IFREG:
+            raise ImageError(f"not a regular file ({_FILE_KINDS.get(kind, 'special file')})")
+        with warnings.catch_warnings(), open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(stream) as im:
                 width, height = im.size
                 if width * height > max_pixels:
                     raise ImageError(f"image too large ({width}x{height} pixels; the limit is "
@@ -114,10 +142,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"image too large ({e}; see --max_pixels)") from None
     except UnidentifiedImageError:
-        size = os.path.getsize(path)
-        raise ImageError("empty file" if size == 0 else "not a readable image (unknown format)") from None
-    except IsADirectoryError:
-        raise ImageError("is a folder") from None
+        raise ImageError("empty file" if info.st_size == 0 else "not a readable image (unknown format)") from None
     except FileNotFoundError:
         raise ImageError("no such file") from None
     except PermissionError:
@@ -321,8 +346,13 @@ def main(argv: list[str]) -> int:
         print(one_line(e), file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - one line, never a traceback
-        source = FLAGS.workdir or "the shipped reader"
-        print(f"{source}: cannot load a trained run ({type(e).__name__}: {one_line(e)})", file=sys.stderr)
+        # A checkpoint of another model or shape: orbax's abandoned reads are collected later, each
+        # printed as an "Exception ignored" traceback (hundreds of lines); this line already says it.
+        sys.unraisablehook = lambda unraisable: None
+        reason = one_line(e)
+        reason = reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON] + " ..."
+        print(f"{FLAGS.workdir or 'the shipped reader'}: cannot load a trained run ({type(e).__name__}: {reason})",
+              file=sys.stderr)
         return 2
     return run(reader, paths, as_json=FLAGS.json, min_confidence=FLAGS.min_confidence, box=box, boxes=boxes,
                tta=FLAGS.tta, max_pixels=FLAGS.max_pixels)

@@ -11,9 +11,13 @@ Each dataset's work lives in its module under `svhn_jax.data`; this file only pa
 land where training looks for them (`svhn_jax.data.paths`); --dataset=synthetic makes exactly the
 splits `main` makes with the default config (sizes ``num_synthetic_train`` / ``num_synthetic_test``,
 or --num_examples for every split). To write a raw synthetic release (PNGs + digitStruct.mat) instead,
-use ``python -m svhn_jax.synth``. A user error ends the program with one line, ``error: ...``.
+use ``python -m svhn_jax.synth``. A user error ends the program with one line, ``error: ...``; so do
+Ctrl-C and SIGTERM, after removing the temporary files of the split being made. Runs preparing the
+same dataset folder at once take turns (`svhn_jax.data.sources.preparing`).
 """
 from __future__ import annotations
+
+import signal
 
 from absl import app, flags
 
@@ -59,15 +63,16 @@ def _svhn() -> None:
 
 def _synthetic() -> None:
     from configs import default
-    from svhn_jax.data import paths, synthetic_source
+    from svhn_jax.data import paths, sources, synthetic_source
     config = default.get_config()
     config.update(dataset="synthetic", recipe=FLAGS.recipe, data_dir=_data_dir())
     if FLAGS["num_examples"].present:
         config.num_synthetic_train = config.num_synthetic_test = FLAGS.num_examples
-    for split in _splits():
-        path = paths.split_file(config, split)
-        synthetic_source.ensure_split(config, split, path)
-        print(f"{path}: {synthetic_source.source_name(config, split)}")
+    with sources.preparing(paths.data_dir(config) / "synthetic"):
+        for split in _splits():
+            path = paths.split_file(config, split)
+            synthetic_source.ensure_split(config, split, path)
+            print(f"{path}: {synthetic_source.source_name(config, split)}")
 
 
 def _multi_mnist() -> None:
@@ -94,10 +99,14 @@ _DATASETS = {"svhn": _svhn, "synthetic": _synthetic, "multi_mnist": _multi_mnist
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up as Ctrl-C does
+    from svhn_jax.data.sources import describe
     try:
         _DATASETS[FLAGS.dataset]()
-    except (ValueError, OSError) as e:  # a bad argument or file, found by the data code
+    except ValueError as e:  # a bad argument or file, found by the data code
         raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(describe(e)) from None
 
 
 def run() -> None:

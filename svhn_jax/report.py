@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,8 +63,8 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as f:
             data = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-        raise ReportError(f"{path}: unreadable ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # truncated or damaged
+        raise ReportError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
     missing = [k for k in keys if k not in data]
     if missing:
         raise ReportError(f"{path}: missing arrays {missing}")

@@ -5,15 +5,22 @@ Each dataset is a module under `svhn_jax.data` with the same function,
 (`svhn_jax.data.paths` says where it lies). Generated sources (synthetic, multi_mnist) are made on
 first use and remade when stale, TFDS ones (svhn_cropped) built through TFDS; the downloaded one (svhn)
 names the `prepare` command to run when missing; dataset=hdf5 reads the files the config names.
+
+Making files takes the lock of the dataset's folder (`preparing`): runs that start together on a fresh
+data folder take turns instead of racing on the same names, and the later ones find the files made.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import ml_collections
 
+from svhn_jax import filelock
 from svhn_jax.data import paths
 from svhn_jax.errors import UserError
 
@@ -33,6 +40,35 @@ class DataMissingError(UserError):
     """A split file is absent and cannot be made here; the message says which command makes it."""
 
 
+class DataWriteError(UserError):
+    """Data cannot be written or read (full disk, no permission); files made earlier are kept."""
+
+
+def describe(e: OSError) -> str:
+    """The short reason of an OS error, e.g. "No space left on device: '/data/x'" (HDF5's own
+    messages run to several lines of C details, the errno says it all)."""
+    reason = os.strerror(e.errno) if e.errno else str(e)
+    return f"{reason}: {str(e.filename)!r}" if e.filename else reason
+
+
+@contextlib.contextmanager
+def preparing(folder: Path) -> Iterator[None]:
+    """Holds the lock ``folder/.lock`` while files of `folder` are made; an OSError meanwhile (full
+    disk, read-only or unwritable folder) becomes a one-line `DataWriteError`. A folder that exists
+    but cannot be written (data on a read-only share) is only read, so it needs no lock."""
+    try:
+        if folder.is_dir() and not os.access(folder, os.W_OK):
+            lock = contextlib.nullcontext()
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = filelock.locked(folder / ".lock", on_wait=lambda: logging.warning(
+                "%s: another process is preparing data here; waiting for it", folder))
+        with lock:
+            yield
+    except OSError as e:
+        raise DataWriteError(f"cannot prepare the data in {folder} ({describe(e)})") from None
+
+
 def get(name: str) -> EnsureSplit:
     """The `ensure_split` of dataset `name`."""
     if name not in REGISTRY:
@@ -41,8 +77,12 @@ def get(name: str) -> EnsureSplit:
 
 
 def ensure_splits(config: ml_collections.ConfigDict) -> tuple[list[Path], Path]:
-    """Returns (training files, evaluation file), making generated ones when missing or stale."""
+    """Returns (training files, evaluation file), making generated ones when missing or stale
+    (under the dataset folder's lock; dataset=hdf5 makes nothing, so it takes none)."""
     ensure_split = get(config.dataset)
-    for split, path in paths.named_split_files(config):
-        ensure_split(config, split, path)
+    lock = (contextlib.nullcontext() if config.dataset == "hdf5"
+            else preparing(paths.data_dir(config) / config.dataset))
+    with lock:
+        for split, path in paths.named_split_files(config):
+            ensure_split(config, split, path)
     return paths.split_files(config)

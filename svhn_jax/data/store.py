@@ -9,12 +9,14 @@ Every data source (real SVHN, the synthetic renderer, multi-digit MNIST, TFDS) w
 - ``filenames`` utf-8 strings [N]
 - attributes: ``recipe``, ``source``, ``num_dropped`` (plus any extra ones a source adds)
 
-A split is written to ``<path>.tmp-<pid>`` and renamed into place only when complete, so a crash
-never leaves a half-written file that looks finished, and an existing file is never clobbered by a
-failed run. dataset=hdf5 trains on such files named by ``config.train_file`` / ``config.eval_file``.
+A split is written to ``<path>.tmp-<pid>`` and renamed into place only once it was closed without
+error, re-opened and checked (`check_split`) and synced to disk, so a crash or a full disk never
+leaves a half-written file that looks finished, and an existing file is never clobbered by a failed
+run. dataset=hdf5 trains on such files named by ``config.train_file`` / ``config.eval_file``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -24,7 +26,7 @@ import h5py
 import ml_collections
 import numpy as np
 
-from svhn_jax.data.sources import DataMissingError
+from svhn_jax.data.sources import DataMissingError, DataWriteError, describe
 from svhn_jax.labels import MAX_DIGITS, PAD
 
 _STR = h5py.string_dtype("utf-8")
@@ -66,9 +68,13 @@ def decode_labels(lengths: np.ndarray, digits: np.ndarray) -> list[str]:
 class SplitWriter:
     """Appends examples in chunks to a new HDF5 split; memory does not grow with the split size.
 
-    Use as a context manager: the file appears at `path` only if the block exits cleanly. It keeps
-    its own temporary file (`fileio.atomic_write` wants the whole write as one call, this one spans
-    many `append` calls).
+    Use as a context manager: the file appears at `path` only if the block exits cleanly and the
+    file then closes, checks and syncs without error; otherwise the temporary file is removed and an
+    OS error (full disk, no permission) becomes a one-line `DataWriteError`. It keeps its own
+    temporary file (`fileio.atomic_write` wants the whole write as one call, this one spans many
+    `append` calls). HDF5's chunk cache is off: a failed write then raises in the `append` that made
+    it, instead of later in a cache flush that h5py can only report from a destructor (where a full
+    disk ended in a segfault, after the broken file had been renamed into place).
     """
 
     def __init__(self, path: str | os.PathLike, image_shape: tuple[int, int, int], *, recipe: str,
@@ -81,9 +87,15 @@ class SplitWriter:
         self._file: h5py.File | None = None
         self.count = 0
 
+    def _error(self, e: OSError) -> DataWriteError:
+        return DataWriteError(f"cannot write {self.path} ({describe(e)}); an earlier file there is kept")
+
     def __enter__(self) -> "SplitWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(self.tmp_path, "w")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = h5py.File(self.tmp_path, "w", rdcc_nbytes=0)
+        except OSError as e:
+            raise self._error(e) from None
         c = self.chunk
         f.create_dataset("images", (0, *self.image_shape), np.uint8, maxshape=(None, *self.image_shape),
                          chunks=(min(c, 256), *self.image_shape))
@@ -114,10 +126,13 @@ class SplitWriter:
         f = self._file
         assert f is not None, "use SplitWriter as a context manager"
         start, stop = self.count, self.count + n
-        for name, value in (("images", images), ("lengths", lengths), ("digits", digits),
-                            ("filenames", np.asarray([str(s) for s in filenames], dtype=object))):
-            f[name].resize(stop, axis=0)
-            f[name][start:stop] = value
+        try:
+            for name, value in (("images", images), ("lengths", lengths), ("digits", digits),
+                                ("filenames", np.asarray([str(s) for s in filenames], dtype=object))):
+                f[name].resize(stop, axis=0)
+                f[name][start:stop] = value
+        except OSError as e:
+            raise self._error(e) from None
         self.count = stop
 
     def set_attr(self, name: str, value: Any) -> None:
@@ -126,16 +141,28 @@ class SplitWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         f, self._file = self._file, None
         try:
-            if exc_type is None:
+            if exc_type is not None:
+                # The error that ended the block is the one to report, not a failed close after it
+                # (h5py raises some of those as RuntimeError).
+                with contextlib.suppress(OSError, RuntimeError):
+                    f.close()
+                return
+            try:
                 for k, v in self.attrs.items():
                     f.attrs[k] = v
                 f.attrs["num_examples"] = self.count
-            f.close()
-        finally:
-            if exc_type is None:
+                f.close()
+                check_split(self.tmp_path)
+                fd = os.open(self.tmp_path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
                 os.replace(self.tmp_path, self.path)
-            else:
-                self.tmp_path.unlink(missing_ok=True)
+            except OSError as e:
+                raise self._error(e) from None
+        finally:
+            self.tmp_path.unlink(missing_ok=True)
 
 
 def write_split(path: str | os.PathLike, images: np.ndarray, lengths: np.ndarray, digits: np.ndarray,
@@ -163,6 +190,22 @@ def read_split(path: str | os.PathLike) -> Split:
                          filenames=f["filenames"].asstr()[...], attrs=dict(f.attrs))
     except OSError as e:
         raise ValueError(f"{path}: unreadable HDF5 file ({e})") from None
+
+
+def check_split(path: str | os.PathLike) -> int:
+    """Cheaply checks that `path` is a complete split; returns its number of examples.
+
+    Complete: it opens, its four arrays hold the ``num_examples`` the writer records last, and their
+    last rows read back. Raises OSError (HDF5's own, or one naming `path`) otherwise.
+    """
+    with h5py.File(path, "r") as f:
+        n = f.attrs.get("num_examples")
+        arrays = [f.get(name) for name in ("images", "lengths", "digits", "filenames")]
+        if n is None or any(a is None or len(a) != n for a in arrays):
+            raise OSError(f"{path}: incomplete split (no num_examples, or arrays of another length)")
+        for a in arrays:
+            _ = a[max(n - 1, 0):n]  # the last rows read back: the file is whole up to its end
+    return int(n)
 
 
 def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> None:

@@ -12,9 +12,12 @@ import collections
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.pool
 import os
+import signal
+import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping, Sequence
 
 import ml_collections
@@ -23,7 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from svhn_jax.data import digitstruct, paths, preprocess, store
-from svhn_jax.data.sources import DataMissingError
+from svhn_jax.data.sources import DataMissingError, describe, preparing
 from svhn_jax.data.svhn_release import BASE_URL, KNOWN_ARCHIVES, Archive, DataError, split_folder
 from svhn_jax.labels import MAX_DIGITS
 
@@ -74,12 +77,42 @@ def _label_error(entry: digitstruct.Entry) -> str | None:
     return None
 
 
+def _check_names(mat: Path, entries: Sequence[digitstruct.Entry]) -> None:
+    """Refuses an image name that would read outside the release folder (absolute, or with ``..``)
+    and a name given twice (one picture under two labels): DataError naming the entry."""
+    seen = set()
+    for e in entries:
+        name = PurePosixPath(e.name)
+        if name.is_absolute() or ".." in name.parts:
+            raise DataError(f"{mat}: image name {e.name!r} leaves the release folder; refused")
+        if os.path.normpath(e.name) in seen:
+            raise DataError(f"{mat}: image name {e.name!r} appears twice; refused")
+        seen.add(os.path.normpath(e.name))
+
+
+def _pool(workers: int) -> multiprocessing.pool.Pool:
+    """A pool of spawned processes (safe next to JAX threads) that ignore SIGINT from their start.
+
+    SIGINT is ignored while they are started, and they inherit that: a Ctrl-C, which reaches the
+    whole process group, is then handled by this process alone, which ends them, instead of each
+    printing its own traceback. (Only the main thread may change signal handlers.)
+    """
+    context = multiprocessing.get_context("spawn")
+    if threading.current_thread() is not threading.main_thread():
+        return context.Pool(workers)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return context.Pool(workers)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _ordered(fn: Callable, tasks, workers: int):
     """fn(*task) for each task, in order, with at most 2 x workers tasks in flight (bounded memory)."""
     if workers <= 1:
         yield from (fn(*t) for t in tasks)
         return
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:  # spawn: safe next to JAX threads
+    with _pool(workers) as pool:
         pending = collections.deque()
         for t in tasks:
             pending.append(pool.apply_async(fn, t))
@@ -95,8 +128,9 @@ def prepare_split_from_folder(folder: str | os.PathLike, out_path: str | os.Path
 
     Images with more than 5 digits are dropped (``num_dropped``); bad ones (unreadable or missing PNG,
     box outside the image, label outside 1-10) are skipped with a warning naming the file and counted
-    (``num_skipped``, first ones listed in ``skipped``), or raise BadInputError when `strict`. The file
-    appears only when complete; an existing one is replaced only by a successful run.
+    (``num_skipped``, first ones listed in ``skipped``), or raise BadInputError when `strict`. Image
+    names that leave the folder or repeat are refused (DataError). The file appears only when
+    complete; an existing one is replaced only by a successful run.
     """
     start = time.perf_counter()
     folder, out_path = Path(folder), Path(out_path)
@@ -108,6 +142,7 @@ def prepare_split_from_folder(folder: str | os.PathLike, out_path: str | os.Path
         entries = digitstruct.read_digitstruct(mat)
     except (OSError, ValueError, KeyError) as e:
         raise DataError(f"{mat}: unreadable digitStruct ({e})") from None
+    _check_names(mat, entries)
     skipped: list[str] = []
 
     def skip(message: str) -> None:
@@ -129,9 +164,9 @@ def prepare_split_from_folder(folder: str | os.PathLike, out_path: str | os.Path
               [[(b.left, b.top, b.width, b.height) for b in e.boxes] for e in chunk])
              for chunk in chunks]
     with store.SplitWriter(out_path, preprocess.image_shape(recipe), recipe=recipe,
-                           source=source or f"svhn format 1: {folder.name}") as writer:
-        progress = tqdm(zip(chunks, _ordered(_process, tasks, workers)), total=len(chunks),
-                        desc=f"preprocess {Path(folder).name}", unit="chunk", leave=False)
+                           source=source or f"svhn format 1: {folder.name}") as writer, \
+            tqdm(zip(chunks, _ordered(_process, tasks, workers)), total=len(chunks),  # cleared before an error
+                 desc=f"preprocess {Path(folder).name}", unit="chunk", leave=False) as progress:
         for chunk, (images, kept, bad) in progress:
             for _, message in bad:
                 skip(message)
@@ -148,22 +183,28 @@ def prepare(splits: Sequence[str], recipe: str, data_dir: str | os.PathLike, *,
             source_dir: str | os.PathLike | None = None, base_url: str = BASE_URL, strict: bool = False,
             workers: int = 2, known: Mapping[str, Archive] = KNOWN_ARCHIVES, progress: bool = True,
             log: Callable[[str], None] = print) -> list[SplitStats]:
-    """Makes ``<data_dir>/svhn/<recipe>/<split>.h5`` for each split that is not there yet."""
+    """Makes ``<data_dir>/svhn/<recipe>/<split>.h5`` for each split that is not there yet (or not
+    whole: a file `store.check_split` refuses is made again), under the lock of ``<data_dir>/svhn``."""
     if recipe not in preprocess.RECIPES:
         raise DataError(f"unknown recipe {recipe!r}; choose one of {', '.join(preprocess.RECIPES)}")
     root = Path(data_dir).expanduser()
     done = []
-    for split in splits:
-        path = paths.split_path(root, "svhn", recipe, split)
-        if path.exists():
-            log(f"{path}: already prepared")
-            continue
-        folder = split_folder(split, root / "svhn" / "raw", source_dir=source_dir, base_url=base_url,
-                              known=known, progress=progress)
-        stats = prepare_split_from_folder(folder, path, recipe, strict=strict, workers=workers)
-        log(f"{path}: {stats.num_examples:,} images ({stats.num_dropped} with more than 5 digits dropped, "
-            f"{stats.num_skipped} bad ones skipped) in {stats.seconds:.1f} s")
-        done.append(stats)
+    with preparing(root / "svhn"):
+        for split in splits:
+            path = paths.split_path(root, "svhn", recipe, split)
+            if path.exists():
+                try:
+                    store.check_split(path)
+                    log(f"{path}: already prepared")
+                    continue
+                except OSError as e:
+                    log(f"{path}: not a complete split ({describe(e)}); preparing it again")
+            folder = split_folder(split, root / "svhn" / "raw", source_dir=source_dir, base_url=base_url,
+                                  known=known, progress=progress)
+            stats = prepare_split_from_folder(folder, path, recipe, strict=strict, workers=workers)
+            log(f"{path}: {stats.num_examples:,} images ({stats.num_dropped} with more than 5 digits "
+                f"dropped, {stats.num_skipped} bad ones skipped) in {stats.seconds:.1f} s")
+            done.append(stats)
     return done
 
 

@@ -1,0 +1,347 @@
+"""Nothing lost, nothing mislabelled: data preparation, predict and report under real faults.
+
+Real faults, not mocks: a 6 MiB tmpfs for a full disk (mounted by the test; skipped where mounting
+is not permitted), real second processes for a shared data folder, real signals, a real FIFO.
+
+Unreadable files: the tests run as root, and root reads a ``chmod 000`` folder anyway. The child
+process is therefore started as root without the two capabilities that let root ignore permissions
+(CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, dropped from the bounding set by a small launcher that
+then execs the program, which so starts without them); ``chmod 000`` then denies it exactly as it
+denies any user, with a real EACCES. As another user nothing needs dropping.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, run_module
+from svhn_jax.data import store, svhn
+from svhn_jax.data.digitstruct import DigitBox, Entry, write_digitstruct
+from svhn_jax.data.sources import DataWriteError
+from svhn_jax.data.svhn_release import DataError
+
+# argv[1:]: the command to exec once CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2) are dropped
+# (prctl PR_CAPBSET_DROP = 24); a launcher, not a preexec_fn, which is unsafe in a threaded process.
+_OBEY_PERMISSIONS = """
+import ctypes, os, sys
+if os.geteuid() == 0:
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):
+        if libc.prctl(24, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+
+
+def run_unprivileged(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`conftest.run_module`, in a child that obeys file permissions (see the module docstring)."""
+    return subprocess.run([sys.executable, "-c", _OBEY_PERMISSIONS, sys.executable, "-m", module, *args],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The program's only stderr line (progress bars aside), checked to be no traceback."""
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr[-3000:]
+    text = re.sub(r"[^\r\n]*chunk/s\]", "", result.stderr)  # tqdm's bars, which a terminal overwrites
+    lines = [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+def make_release(folder: Path, n: int, *, names: list[str] | None = None) -> list[str]:
+    """A format-1 folder of `n` random 60x40 photos, each of the digits of its index + 1 (1-3
+    digits); returns the labels in order."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(n)
+    entries, labels = [], []
+    for i in range(n):
+        label = str(i + 1)
+        name = names[i] if names else f"{i + 1}.png"
+        if not names or not (folder / name).exists():
+            Image.fromarray(rng.integers(0, 256, (40, 60, 3), np.uint8)).save(folder / Path(name).name)
+        boxes = tuple(DigitBox(int(d) or 10, 6 + 12 * k, 8, 10, 20) for k, d in enumerate(label))
+        entries.append(Entry(name, boxes))
+        labels.append(label)
+    write_digitstruct(folder / "digitStruct.mat", entries)
+    return labels
+
+
+def labels_of(path: Path) -> dict[str, str]:
+    split = store.read_split(path)
+    return dict(zip(split.filenames.tolist(), store.decode_labels(split.lengths, split.digits)))
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.rglob("*") if ".tmp-" in p.name or ".extract-" in p.name)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> tuple[Path, list[str], list[str]]:
+    """A release with a small test split and a train split too big for `small_disk` as
+    goodfellow64_rgb (12 KiB an image, stored in chunks of 256: 3 MiB)."""
+    root = tmp_path_factory.mktemp("release")
+    return root, make_release(root / "train", 600), make_release(root / "test", 12)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 6 MiB tmpfs; unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def prepare_svhn(data_dir: Path, source_dir: Path, splits: str, *extra: str) -> subprocess.CompletedProcess:
+    return run_module("svhn_jax.prepare", "--dataset=svhn", f"--splits={splits}", f"--source_dir={source_dir}",
+                      f"--data_dir={data_dir}", "--recipe=goodfellow64_rgb", "--workers=1", *extra)
+
+
+# ------------------------------------------------------------------ 1. full disk during prepare
+
+def test_a_split_that_does_not_fit_leaves_the_earlier_file(small_disk):
+    path = small_disk / "train.h5"
+    images = np.zeros((4, 64, 64, 3), np.uint8)
+    lengths, digits = store.encode_labels(["1", "22", "333", "4444"])
+    store.write_split(path, images, lengths, digits, list("abcd"), recipe="goodfellow64_rgb", source="before")
+    before = path.read_bytes()
+    big = np.ones((400, 64, 64, 3), np.uint8)  # 2 chunks of 3 MiB, beside the first file's one
+    lengths, digits = store.encode_labels(["5"] * 400)
+    with pytest.raises(DataWriteError, match=re.escape(f"cannot write {path} (No space left on device)")):
+        store.write_split(path, big, lengths, digits, [str(i) for i in range(400)], recipe="goodfellow64_rgb",
+                          source="after")
+    assert path.read_bytes() == before and leftovers(small_disk) == []
+    assert labels_of(path) == dict(zip("abcd", ["1", "22", "333", "4444"]))
+
+
+@pytest.mark.slow
+def test_full_disk_during_prepare_then_a_rerun_with_space(small_disk, source):
+    root, train_labels, test_labels = source
+    first = prepare_svhn(small_disk, root, "test")
+    assert first.returncode == 0, first.stderr
+    test_file = small_disk / "svhn" / "goodfellow64_rgb" / "test.h5"
+    test_bytes = test_file.read_bytes()
+
+    full = prepare_svhn(small_disk, root, "train")
+    train_file = test_file.with_name("train.h5")
+    assert full.returncode == 1
+    assert one_line_error(full) == (f"error: cannot write {train_file} (No space left on device); "
+                                    "an earlier file there is kept")
+    assert not train_file.exists() and leftovers(small_disk) == []
+    assert test_file.read_bytes() == test_bytes
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space freed
+    again = prepare_svhn(small_disk, root, "test,train")
+    assert again.returncode == 0, again.stderr
+    assert f"{test_file}: already prepared" in again.stdout
+    assert labels_of(train_file) == {f"{i + 1}.png": label for i, label in enumerate(train_labels)}
+    assert labels_of(test_file) == {f"{i + 1}.png": label for i, label in enumerate(test_labels)}
+
+
+@pytest.mark.slow
+def test_an_incomplete_split_is_not_taken_for_prepared(tmp_path, source):
+    root, train_labels, _ = source
+    train_file = tmp_path / "svhn" / "goodfellow64_rgb" / "train.h5"
+    train_file.parent.mkdir(parents=True)
+    with h5py.File(train_file, "w") as f:  # what a crash of an earlier version left: no num_examples
+        f.create_dataset("images", data=np.zeros((3, 64, 64, 3), np.uint8))
+    result = prepare_svhn(tmp_path, root, "train")
+    assert result.returncode == 0, result.stderr
+    assert f"{train_file}: not a complete split" in result.stdout
+    assert labels_of(train_file) == {f"{i + 1}.png": label for i, label in enumerate(train_labels)}
+
+
+# ------------------------------------------------------------------ 6. predict past unreadable inputs
+
+@pytest.mark.slow
+def test_predict_answers_every_readable_image_past_unreadable_ones(workdir, tmp_path):
+    from svhn_jax import predict
+    rng = np.random.default_rng(6)
+    for name in ("good1.png", "good2.png", "mixed/ok.png", "locked/inside.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (40, 60, 3), np.uint8)).save(tmp_path / name)
+    os.mkfifo(tmp_path / "fifo.png")
+    os.mkfifo(tmp_path / "mixed" / "pipe.png")
+    (tmp_path / "locked").chmod(0)
+    good = [tmp_path / "good1.png", tmp_path / "mixed" / "ok.png", tmp_path / "good2.png"]
+    args = [tmp_path / "good1.png", tmp_path / "locked", tmp_path / "locked" / "inside.png",
+            tmp_path / "fifo.png", "/dev/zero", tmp_path / "mixed", tmp_path / "good2.png"]
+    try:
+        result = run_unprivileged("svhn_jax.predict", f"--workdir={workdir}", *map(str, args), timeout=240)
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [f"{tmp_path / 'locked'}: permission denied",
+                                          f"{tmp_path / 'locked' / 'inside.png'}: permission denied",
+                                          f"{tmp_path / 'fifo.png'}: not a regular file (FIFO)",
+                                          "/dev/zero: not a regular file (character device)",
+                                          f"{tmp_path / 'mixed' / 'pipe.png'}: not a regular file (FIFO)"]
+    alone, err = io.StringIO(), io.StringIO()  # the readable images on their own, in this process
+    assert predict.run(predict.Reader.load(workdir), [str(f) for f in good], out=alone, err=err) == 0
+    assert result.stdout == alone.getvalue() and len(result.stdout.splitlines()) == len(good)
+
+
+# ------------------------------------------------------------------ 7. one fresh data folder, two runs
+
+@pytest.mark.slow
+def test_two_runs_preparing_one_fresh_data_folder_both_succeed(tmp_path):
+    data = tmp_path / "data"
+    args = [sys.executable, "-m", "svhn_jax.prepare", "--dataset=synthetic", "--splits=train,test",
+            "--num_examples=40", f"--data_dir={data}"]
+    runs = [subprocess.Popen(args, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    files = [data / "synthetic" / "seed32_grey" / f"{s}.h5" for s in ("train", "test")]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0 and "Traceback" not in err, err[-3000:]
+        assert out.splitlines() == [f"{files[0]}: synthetic(seed=1, num=40)", f"{files[1]}: synthetic(seed=2, num=40)"]
+    assert leftovers(data) == []
+    assert sorted(p.name for p in (data / "synthetic" / "raw").iterdir()) == ["test", "train"]
+    for file in files:  # the same as one run alone makes
+        split = store.read_split(file)
+        assert len(split) == 40 and split.filenames.tolist() == [f"{i + 1}.png" for i in range(40)]
+    alone = tmp_path / "alone"
+    result = run_module("svhn_jax.prepare", "--dataset=synthetic", "--splits=train", "--num_examples=40",
+                        f"--data_dir={alone}")
+    assert result.returncode == 0, result.stderr
+    a, b = store.read_split(files[0]), store.read_split(alone / "synthetic" / "seed32_grey" / "train.h5")
+    for name in ("images", "lengths", "digits", "filenames"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+# ------------------------------------------------------------------ 8. one line instead of a traceback
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["svhn_jax.prepare", "svhn_jax.main"])
+@pytest.mark.parametrize("fault", ["not writable", "full"])
+def test_a_data_folder_not_writable_or_full_is_one_line(module, fault, tmp_path, request):
+    if fault == "full":
+        data = request.getfixturevalue("small_disk")
+        with open(data / "filler", "wb") as f:  # leave 64 KiB: the first images do not fit
+            vfs = os.statvfs(data)
+            f.write(b"\0" * (vfs.f_bavail * vfs.f_frsize - 64 * 1024))
+        reason = "No space left on device"
+    else:
+        data = tmp_path / "data"
+        data.mkdir(mode=0o555)
+        reason = f"Permission denied: '{data / 'synthetic'}'"
+    if module == "svhn_jax.prepare":
+        args = ["--dataset=synthetic", "--splits=train", "--num_examples=40", f"--data_dir={data}"]
+    else:
+        args = ["--config=configs/test.py", f"--config.data_dir={data}", f"--workdir={tmp_path / 'run'}"]
+    result = run_unprivileged(module, *args)
+    assert result.returncode == 1
+    assert one_line_error(result) == f"error: cannot prepare the data in {data / 'synthetic'} ({reason})"
+    assert leftovers(data) == [] and not list(data.rglob("*.h5"))
+
+
+@pytest.mark.slow
+def test_a_missing_hdf5_train_file_is_one_line(tmp_path):
+    result = run_module("svhn_jax.main", "--config=configs/test.py", "--config.dataset=hdf5",
+                        f"--config.train_file={tmp_path / 'train.h5'}", f"--config.eval_file={tmp_path / 'test.h5'}",
+                        f"--workdir={tmp_path / 'run'}")
+    assert result.returncode == 1
+    assert one_line_error(result) == (f"error: {tmp_path / 'train.h5'} is missing "
+                                      "(config.train_file of dataset=hdf5)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keep", [0.0, 0.5, 0.99])
+def test_a_truncated_eval_predictions_file_is_one_line(tmp_path, keep):
+    from svhn_jax.data.store import encode_labels
+    lengths, digits = encode_labels(["12", "345"])
+    path = tmp_path / "eval_predictions.npz"
+    np.savez_compressed(path, pred_lengths=lengths, pred_digits=digits, confidence=np.array([0.5, 0.9]),
+                        true_lengths=lengths, true_digits=digits)
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+    result = run_module("svhn_jax.report", f"--workdir={tmp_path}")
+    assert result.returncode == 1
+    assert one_line_error(result).startswith(f"report: {path}: unreadable (")
+    assert not (tmp_path / "report.md").exists() and not (tmp_path / "figures").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_prepare_removes_its_temporary_files(signum, tmp_path, source):
+    root, _, test_labels = source
+    assert prepare_svhn(tmp_path, root, "test").returncode == 0
+    test_file = tmp_path / "svhn" / "goodfellow64_rgb" / "test.h5"
+    test_bytes = test_file.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "svhn_jax.prepare", "--dataset=svhn", "--splits=train",
+                             f"--source_dir={root}", f"--data_dir={tmp_path}", "--recipe=goodfellow64_rgb",
+                             "--workers=2"], cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not leftovers(tmp_path) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # the worker processes are starting: a terminal's Ctrl-C reaches them too
+    assert proc.poll() is None, "prepare ended before it could be interrupted"
+    os.killpg(proc.pid, signum)  # the whole process group, as a terminal does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", err)) == "error: interrupted"
+    assert leftovers(tmp_path) == [] and not test_file.with_name("train.h5").exists()
+    assert test_file.read_bytes() == test_bytes
+    assert labels_of(test_file) == {f"{i + 1}.png": label for i, label in enumerate(test_labels)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [{"recipe": "goodfellow64_rgb"}, {"model": "reader_cnn"}])
+def test_predict_on_a_checkpoint_of_another_model_is_one_line(change, workdir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(workdir, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, **change}))
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (60, 40)).save(image)
+    result = run_module("svhn_jax.predict", f"--workdir={other}", str(image))
+    assert result.returncode == 2 and result.stdout == ""
+    line = one_line_error(result)
+    assert line.startswith(f"{other}: cannot load a trained run (ValueError: ") and len(line) < 500
+
+
+@pytest.mark.parametrize("name, why", [("../outside.png", "leaves the release folder"),
+                                       ("/tmp/outside.png", "leaves the release folder"),
+                                       ("sub/../../outside.png", "leaves the release folder"),
+                                       ("1.png", "appears twice")])
+def test_prepare_refuses_names_leaving_the_release_or_repeated(name, why, tmp_path):
+    folder = tmp_path / "train"
+    make_release(folder, 3, names=["1.png", "2.png", name])
+    out = tmp_path / "out" / "train.h5"
+    with pytest.raises(DataError) as e:
+        svhn.prepare_split_from_folder(folder, out, "seed32_grey", workers=1)
+    assert str(e.value) == f"{folder / 'digitStruct.mat'}: image name {name!r} {why}; refused"
+    assert not out.parent.exists()
+
+
+@pytest.mark.slow
+def test_prepare_cli_refuses_an_escaping_name_in_one_line(tmp_path):
+    (tmp_path / "secret.png").write_bytes(b"outside the release")
+    make_release(tmp_path / "src" / "train", 2, names=["1.png", "../../secret.png"])
+    result = run_module("svhn_jax.prepare", "--dataset=svhn", "--splits=train", f"--source_dir={tmp_path / 'src'}",
+                        f"--data_dir={tmp_path / 'data'}", "--workers=1")
+    assert result.returncode == 1
+    assert one_line_error(result) == (f"error: {tmp_path / 'src' / 'train' / 'digitStruct.mat'}: image name "
+                                      "'../../secret.png' leaves the release folder; refused")
+    assert not list((tmp_path / "data").rglob("*.h5"))
