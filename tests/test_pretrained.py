@@ -9,14 +9,14 @@ import pytest
 
 from conftest import REPO, run_module
 from svhn_jax import predict, pretrained
-from svhn_jax.workdir import params_sha256
+from svhn_jax.workdir import tree_sha256
 
 INFO = json.loads((pretrained.folder("reader") / "info.json").read_text())
 
 
 def test_shipped_weights_are_the_recorded_ones_and_fit_the_budget():
     config, _, variables = pretrained.load("reader")
-    assert params_sha256(variables["params"]) == INFO["params_sha256"]
+    assert tree_sha256(variables["params"]) == INFO["params_sha256"]
     assert config.model == "reader_cnn" and config.recipe == "seed32_grey"
     assert "configs/reader.py" in INFO["command"]
     size = sum(p.stat().st_size for p in pretrained.DIR.rglob("*") if p.is_file())

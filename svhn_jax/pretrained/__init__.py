@@ -42,7 +42,7 @@ def export(workdir: str | Path, name: str, command: str) -> dict[str, Any]:
     final = json.loads((Path(workdir) / "final_metrics.json").read_text()) \
         if (Path(workdir) / "final_metrics.json").exists() else {}
     steps = [int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit()]
-    info = {"params_sha256": workdir_lib.params_sha256(variables["params"]), "step": max(steps), "command": command,
+    info = {"params_sha256": workdir_lib.tree_sha256(variables["params"]), "step": max(steps), "command": command,
             "exported": datetime.date.today().isoformat(),
             "synthetic_test_sequence_accuracy": final.get("eval_sequence_accuracy")}
     out = folder(name)
