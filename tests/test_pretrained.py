@@ -28,6 +28,7 @@ def _reader_config(tiny_config, **overrides):
                        **overrides)
 
 
+@pytest.mark.slow
 def test_init_from_pretrained_starts_training_from_the_shipped_parameters_exactly(tiny_config, tmp_path):
     from svhn_jax import train
     # Learning rate 0: two Adam steps leave the parameters as they started, so the final hash is the start's.
@@ -42,6 +43,7 @@ def test_init_from_pretrained_starts_training_from_the_shipped_parameters_exactl
     assert again["params_sha256"] == INFO["params_sha256"]
 
 
+@pytest.mark.slow
 def test_init_from_a_model_of_other_shapes_is_one_line(tiny_config, tmp_path):
     from svhn_jax import train
     with pytest.raises(pretrained.PretrainedError, match="other layers or shapes"):
