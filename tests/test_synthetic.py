@@ -141,11 +141,11 @@ def test_rendered_boxes_have_the_real_labels_joint_geometry():
     real = [[(b["xmin"], b["ymin"], b["xmax"], b["ymax"]) for b in r["boxes"]]
             for r in json.loads(LABELS.read_text()) if 2 <= len(r["boxes"]) <= 5]
     rendered = []
-    for i in range(1200):
+    for i in range(800):
         _, boxes = synthetic.render_example(17, i)  # after perspective warps, as written to digitStruct
         rendered.append([(b.left, b.top, b.left + b.width, b.top + b.height) for b in boxes])
     r, s = _neighbour_geometry(real), _neighbour_geometry([b for b in rendered if len(b) > 1])
-    assert len(s["overlap"]) > 1000
+    assert len(s["overlap"]) > 700
     # Buried digits: real 0.9 % / 3.7 % of neighbours overlap by > 50 % / > 35 % of the narrower box.
     for threshold, tolerance in ((0.5, 0.015), (0.35, 0.03)):
         assert abs(np.mean(s["overlap"] > threshold) - np.mean(r["overlap"] > threshold)) < tolerance, threshold
