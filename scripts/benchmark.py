@@ -60,7 +60,8 @@ SUITE = ("benchmark_data.py", "benchmark_predict.py", "benchmark_synth.py")
 flags.DEFINE_list("model", ["seed_cnn"], "Models to measure (comma-separated).")
 flags.DEFINE_list("batch_size", ["64"], "Global batch sizes (comma-separated).")
 flags.DEFINE_integer("steps", 60, "Timed training steps per measurement, with real data and again device-resident.")
-flags.DEFINE_list("cpu_devices", ["1"], "XLA host CPU devices per JAX run (comma-separated; see svhn_jax/xla_flags.py).")
+flags.DEFINE_list("cpu_devices", ["1"], "XLA host CPU devices per JAX run (comma-separated; see "
+                  "svhn_jax/xla_flags.py).")
 flags.DEFINE_list("parallel", ["auto"], "Data-parallel modes (comma-separated: auto, host_reduce, shard_map, pmap; "
                   "svhn_jax/parallel.py); each is run with each --cpu_devices count.")
 flags.DEFINE_integer("rounds", 3, "Alternating JAX / PyTorch rounds per (model, batch size).")
@@ -78,7 +79,8 @@ flags.DEFINE_bool("profile", False, "Also profile the training step per XLA op (
                   "--profile_steps steps, last --cpu_devices/--parallel setting): a 'profile' record.")
 flags.DEFINE_integer("profile_steps", 10, "Steps traced by --profile.")
 flags.DEFINE_integer("profile_top", 15, "Ops listed by --profile.")
-flags.DEFINE_enum("worker", "", ["", "train", "first_step", "profile"], "Internal: run one measurement in this process.")
+flags.DEFINE_enum("worker", "", ["", "train", "first_step", "profile"],
+                  "Internal: run one measurement in this process.")
 FLAGS = flags.FLAGS
 
 
@@ -110,6 +112,7 @@ def _config(model: str, batch_size: int):
 def _random_split(config, n: int, seed: int):
     """An in-memory split of random images and labels with the recipe's shape (speed only)."""
     import numpy as np
+
     from svhn_jax.data import store
     from svhn_jax.data.preprocess import get_recipe
     size, grey = get_recipe(config.recipe)
@@ -123,6 +126,7 @@ def _random_split(config, n: int, seed: int):
 def _setup(model: str, batch_size: int):
     """(config, par, model, device state, run_train, train split) as `train_and_evaluate` builds them."""
     import jax
+
     from svhn_jax import parallel, train
     from svhn_jax.data.model_input import input_shape
     from svhn_jax.models import create_model
@@ -148,6 +152,7 @@ def _compile_step(run_train, state, batch, key) -> tuple[Callable, list, float |
     """(callable step, its compiled XLA executables, FLOPs of one whole step or None), compiled
     ahead of time: one SPMD program, or host_reduce's two."""
     import jax
+
     from svhn_jax import parallel
     if isinstance(run_train, parallel.HostReducedStep):
         flops = run_train.compile(state, batch, key)
@@ -160,6 +165,7 @@ def _compile_step(run_train, state, batch, key) -> tuple[Callable, list, float |
 def worker_train(model: str, batch_size: int) -> dict:
     """One training + evaluation measurement in this (fresh) process."""
     import jax
+
     from svhn_jax import train
     from svhn_jax.data import pipeline
     load = os.getloadavg()[0]
@@ -262,7 +268,9 @@ def worker_profile(model: str, batch_size: int) -> dict:
     """Per-op time of the training step: a jax.profiler trace of the compiled step, XLA ops only."""
     import glob
     import gzip
+
     import jax
+
     from svhn_jax.data import pipeline
     config, par, net, state, run_train, split = _setup(model, batch_size)
     batch = par.put_batch(pipeline.TrainBatches(split, batch_size, seed=0).local_batch(0))
@@ -306,6 +314,7 @@ def worker_first_step(model: str, batch_size: int) -> dict:
     """Seconds to the end of the first training step, with the persistent cache of the environment."""
     t_start = time.perf_counter()
     import jax
+
     from svhn_jax import compilation_cache
     from svhn_jax.data import pipeline
     cache = compilation_cache.enable()

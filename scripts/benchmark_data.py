@@ -25,7 +25,6 @@ from absl import app, flags
 from PIL import Image
 
 from svhn_jax.data import digitstruct, svhn
-from svhn_jax.data.digitstruct import bulk
 
 REPO = Path(__file__).resolve().parents[1]
 flags.DEFINE_string("labels", str(REPO.parent / "shared" / "data" / "svhn_train_labels.json"),
@@ -77,7 +76,8 @@ def bench_parse(raw: list[dict], cache: Path) -> None:
         t = time.perf_counter()
         reference = digitstruct.read_digitstruct_per_object(mat)
         per_object = time.perf_counter() - t
-        record.update(per_object_s=round(per_object, 2), per_object_ms_per_entry=round(1e3 * per_object / len(entries), 3),
+        record.update(per_object_s=round(per_object, 2),
+                      per_object_ms_per_entry=round(1e3 * per_object / len(entries), 3),
                       speedup=round(per_object / min(bulk), 1), parsers_agree=reference == got)
     emit(**record)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from svhn_jax import pretrained  # noqa: E402
+from svhn_jax import pretrained
 
 
 def main() -> None:

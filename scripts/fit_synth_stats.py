@@ -7,7 +7,8 @@ xmin, ymin, xmax, ymax}]}) and writes the tables that `svhn_jax/data/synth_geome
 (``svhn_jax/data/synth_stats.json``, or ``--out``): the
 length and digit distributions, and quantile tables (at `Q_PROBS`) of image height, digit height as a
 fraction of the image height, box aspect per digit, the overlap of neighbouring boxes as a fraction
-of the narrower one (negative: a gap), the vertical step between neighbouring boxes, image aspect per length and where the number sits in the image, plus the
+of the narrower one (negative: a gap), the vertical step between neighbouring boxes, image aspect
+per length and where the number sits in the image, plus the
 correlations that tie these together (height vs. digit fraction; box aspects, gaps and steps of
 neighbouring digits of one image) as Gaussian-copula correlations (from Spearman's). Images with more
 than 5 digits are left out, as the recipes drop them.

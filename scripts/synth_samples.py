@@ -16,11 +16,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
-from svhn_jax.data import synthetic  # noqa: E402
+from svhn_jax.data import synthetic
 
 
 def seed_crop(image: np.ndarray, boxes: np.ndarray, size: int = 32) -> np.ndarray:

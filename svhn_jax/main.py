@@ -11,16 +11,16 @@ from svhn_jax import errors
 # Ctrl-C or SIGTERM while the libraries below load (seconds): one line, not a traceback (`cli` takes over).
 errors.handle_stop_signals(errors.exit_at_once)
 
-import logging  # noqa: E402
-import sys  # noqa: E402
+import logging
+import sys
 
-from absl import app, flags  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
 
-from svhn_jax import compilation_cache, parallel, train, xla_flags  # noqa: E402
-from svhn_jax.errors import UserError, cli, one_line  # noqa: E402
-from svhn_jax.models import BATCH_NORM_MODELS  # noqa: E402
+from svhn_jax import compilation_cache, parallel, train, xla_flags
+from svhn_jax.errors import UserError, cli, one_line
+from svhn_jax.models import BATCH_NORM_MODELS
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)

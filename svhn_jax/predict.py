@@ -219,7 +219,9 @@ class Reader:
     def load(cls, workdir: str | os.PathLike | None = None) -> "Reader":
         """The latest checkpoint of `workdir`, or the shipped reader when `workdir` is None or ''."""
         import jax
-        from svhn_jax import inference, pretrained, workdir as workdir_lib
+
+        from svhn_jax import inference, pretrained
+        from svhn_jax import workdir as workdir_lib
         config, model, variables = (workdir_lib.load_for_inference(workdir) if workdir
                                     else pretrained.load("reader"))
 
@@ -309,7 +311,7 @@ def run(reader: Reader, paths: Sequence[str], *, as_json: bool = False, min_conf
                 continue
             except ImageError as e:
                 error = str(e)
-            except Exception as e:  # noqa: BLE001 - a decoder's surprise must not stop the others
+            except Exception as e:  # a decoder's surprise must not stop the others
                 error = f"cannot read ({type(e).__name__}: {e})"
         if as_json:
             print(json.dumps({"file": file, "error": error}), file=out, flush=True)
@@ -345,7 +347,7 @@ def main(argv: list[str]) -> int:
     except UserError as e:  # the workdir's own one-line errors already name it
         print(one_line(e), file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+    except Exception as e:  # one line, never a traceback
         # A checkpoint of another model or shape: orbax's abandoned reads are collected later, each
         # printed as an "Exception ignored" traceback (hundreds of lines); this line already says it.
         sys.unraisablehook = lambda unraisable: None

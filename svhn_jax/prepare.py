@@ -33,7 +33,8 @@ flags.DEFINE_string("source_dir", "", "An already downloaded release (.tar.gz fi
 flags.DEFINE_string("base_url", BASE_URL, "svhn: where the release is downloaded from.")
 flags.DEFINE_bool("strict", False, "Treat a bad image or label as an error instead of skipping it.")
 flags.DEFINE_integer("workers", 2, "svhn: processes used for preprocessing.")
-flags.DEFINE_string("mnist_npz", "", "multi_mnist: an .npz with images uint8 [N,28,28] and labels (default: TFDS mnist).")
+flags.DEFINE_string("mnist_npz", "", "multi_mnist: an .npz with images uint8 [N,28,28] and labels "
+                    "(default: TFDS mnist).")
 flags.DEFINE_integer("num_examples", 10000, "multi_mnist: examples to compose; synthetic: images per split "
                      "(default there: the default config's num_synthetic_train / num_synthetic_test).")
 flags.DEFINE_integer("seed", 0, "multi_mnist: seed (synthetic splits have fixed seeds, as in training).")

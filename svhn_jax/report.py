@@ -28,8 +28,15 @@ from svhn_jax import metrics
 from svhn_jax.data.store import decode_labels
 from svhn_jax.errors import UserError, cli, one_line
 from svhn_jax.fileio import atomic_write
-from svhn_jax.report_figures import (GRID, fig_accuracy_per_length, fig_confusion, fig_coverage, fig_curves,
-                                     fig_distribution, fig_examples)
+from svhn_jax.report_figures import (
+    GRID,
+    fig_accuracy_per_length,
+    fig_confusion,
+    fig_coverage,
+    fig_curves,
+    fig_distribution,
+    fig_examples,
+)
 
 FIGURES = ("digit_distribution.png", "length_distribution.png", "training_curves.png", "digit_confusion.png",
            "length_confusion.png", "accuracy_per_length.png", "coverage.png", "examples_correct.png",
@@ -93,7 +100,7 @@ def training_labels(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | N
             with h5py.File(p, "r") as f:
                 parts.append((f["lengths"][...], f["digits"][...]))
         return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
-    except Exception:  # noqa: BLE001 - the training distribution is optional
+    except Exception:  # the training distribution is optional
         return None
 
 

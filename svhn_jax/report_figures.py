@@ -11,10 +11,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
-from svhn_jax import metrics  # noqa: E402
+from svhn_jax import metrics
 
 GRID = (4, 8)  # rows, columns of the example grids
 

@@ -74,8 +74,8 @@ def main(argv: list[str]) -> int:
         modes["box"] = read_all(reader, folder, labels, use_box=True)
     summary = {mode: score(answers, truths, FLAGS.min_confidence) for mode, answers in modes.items()}
     for i, row in enumerate(labels):
-        cells = [f"{m}: {a[i]['reading']!s:>6} ({a[i]['confidence']:.2f}) {'ok ' if a[i]['reading'] == row['number'] else 'BAD'}"
-                 for m, a in modes.items()]
+        cells = [f"{m}: {a[i]['reading']!s:>6} ({a[i]['confidence']:.2f}) "
+                 f"{'ok ' if a[i]['reading'] == row['number'] else 'BAD'}" for m, a in modes.items()]
         print(f"{row['file']:>40}  truth {row['number']:>6}  " + "   ".join(cells))
     for mode, s in summary.items():
         prec = f"{s['confident_right']}/{s['confident']}" if s["confident"] else "0/0"

@@ -136,7 +136,7 @@ def evaluate(run_eval: Callable, state: Any, split: store.Split, config: ml_coll
     for device_batch, real in pipeline.prefetch(batches, lambda b: (par.put_batch(b[0]), b[1])):
         per_example = par.get_per_example(run_eval(state, device_batch))
         loss_sum += float(np.sum(per_example.pop("loss"), dtype=np.float64))
-        outputs.append(jax.tree.map(lambda x: x[:real], per_example))
+        outputs.append(jax.tree.map(lambda x, real=real: x[:real], per_example))
     preds = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
     n = len(preds["confidence"])
     truth = {"true_lengths": split.lengths[:n], "true_digits": split.digits[:n]}

@@ -28,10 +28,11 @@ from jax.experimental import multihost_utils
 from tensorboardX import SummaryWriter
 
 from configs import default as default_config
-from svhn_jax.data.preprocess import get_recipe
 from svhn_jax.data.model_input import input_shape
+from svhn_jax.data.preprocess import get_recipe
 from svhn_jax.errors import UserError, one_line
-from svhn_jax.fileio import LockHeld, atomic_write, locked as file_locked
+from svhn_jax.fileio import LockHeld, atomic_write
+from svhn_jax.fileio import locked as file_locked
 from svhn_jax.models import create_model
 from svhn_jax.state import TrainState, create_train_state, make_optimizer
 
@@ -157,7 +158,7 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, sharding: jax.shar
         try:
             state = manager.restore(step, args=ocp.args.StandardRestore(target))
             problem = problem_with(host_copy(state), step, manager.metadata(step).custom_metadata or {})
-        except Exception as e:  # noqa: BLE001 - whatever fails to read, the next checkpoint may not
+        except Exception as e:  # whatever fails to read, the next checkpoint may not
             problem = f"it does not restore: {type(e).__name__}: {one_line(e)[:200]}"
         if problem is None:
             return state
@@ -222,7 +223,7 @@ def save_checkpoint(manager: ocp.CheckpointManager, step: int, state: Any, workd
     try:
         manager.save(step, args=ocp.args.StandardSave(state), custom_metadata={"state_sha256": tree_sha256(host)})
         manager.wait_until_finished()
-    except Exception as e:  # noqa: BLE001 - any storage failure ends the run with one line
+    except Exception as e:  # any storage failure ends the run with one line
         reason = " ".join(str(e).split())[:300]
         raise RunError(f"could not write the checkpoint of step {step} ({type(e).__name__}: {reason}); "
                        f"the last complete checkpoint ({kept}) is kept in {workdir / 'checkpoints'}") from None
@@ -278,7 +279,8 @@ def read_metrics(path: Path) -> list[tuple[str, dict[str, Any]]]:
             out.append((line, {"step": int(record["step"]), "split": record["split"]}))
         except (ValueError, KeyError, TypeError) as e:
             if i < len(lines):
-                raise RunError(f"{path} line {i} is not a metrics record ({one_line(e)}); fix or remove that line") from None
+                raise RunError(f"{path} line {i} is not a metrics record ({one_line(e)}); "
+                               "fix or remove that line") from None
             logging.warning("%s: dropped its partial last line (%d characters), left by a run that was stopped "
                             "while writing it", path, len(line))
     return out

@@ -76,7 +76,7 @@ def test_thousands_of_objects_are_indexed_for_hdf5(tmp_path):
     assert bulk.read_bulk(path) == entries
     # per image: its name, its struct, then two numbers for each of the five fields
     names = [bytes(n).rstrip(b"\0").decode() for n in writer._ref_names(1 + 12 * len(entries))]
-    addr = lambda obj: h5py.h5o.get_info(obj.id).addr  # noqa: E731
+    addr = lambda obj: h5py.h5o.get_info(obj.id).addr
     with h5py.File(path, "r+") as f:
         refs = f["#refs#"]
         assert list(refs) == sorted(names, key=str.encode)  # iteration follows the B-tree in name order

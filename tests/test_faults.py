@@ -15,7 +15,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, run_module, start_module
 
 pytestmark = pytest.mark.slow
@@ -106,9 +105,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(prepared, tmp_
     assert last.startswith("error: non-finite loss at step ") and "Traceback" not in result.stderr
     assert not (tmp_path / "final_metrics.json").exists()
     # every checkpoint left holds finite parameters
-    from svhn_jax import workdir
     import jax
     import numpy as np
+
+    from svhn_jax import workdir
     if (tmp_path / "checkpoints").exists() and any((tmp_path / "checkpoints").iterdir()):
         _, _, variables = workdir.load_for_inference(tmp_path)
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(variables))
@@ -256,6 +256,7 @@ def test_corrupt_newest_checkpoint_is_skipped_for_the_previous_one(corrupt, reas
 
 def test_a_checkpoint_is_trusted_only_with_its_own_step_finite_values_and_its_digest():
     import numpy as np
+
     from svhn_jax.state import TrainState
     from svhn_jax.workdir import problem_with, tree_sha256
     good = TrainState(step=np.int32(8), params={"w": np.ones(3, np.float32)}, batch_stats={}, opt_state=())
@@ -275,8 +276,9 @@ def test_no_usable_checkpoint_is_one_line_and_keeps_them(prepared, straight, tmp
         drop_metadata(workdir / "checkpoints" / str(step))
     result = run_module("svhn_jax.main", *LONG, f"--config.data_dir={prepared}", f"--workdir={workdir}")
     assert result.returncode == 1
-    assert last_line(result.stderr) == (f"error: no checkpoint in {workdir / 'checkpoints'} is usable (steps 120, 80, "
-                                        "40; see the warnings above): move them aside, or start afresh with --overwrite")
+    assert last_line(result.stderr) == (
+        f"error: no checkpoint in {workdir / 'checkpoints'} is usable (steps 120, 80, 40; see the warnings above): "
+        "move them aside, or start afresh with --overwrite")
     assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [40, 80, 120]
     assert sha(workdir) == sha(straight)
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import REPO, run_module
 from PIL import Image
 
-from conftest import REPO, run_module
 from svhn_jax.data import store, svhn
 from svhn_jax.data.digitstruct import DigitBox, Entry, write_digitstruct
 from svhn_jax.data.sources import DataWriteError

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import REPO
 
 from configs import default
-from conftest import REPO
 from svhn_jax import parallel, train
 from svhn_jax.data.model_input import prepare_images
 from svhn_jax.models import conv, create_model, heads
@@ -31,7 +31,7 @@ from svhn_jax.models.resnet import ResNet18
 from svhn_jax.state import create_train_state
 
 
-def KEY(seed: int) -> jax.Array:  # noqa: N802
+def KEY(seed: int) -> jax.Array:
     return jax.random.key(seed, impl="rbg")
 
 
@@ -118,10 +118,10 @@ def test_unknown_first_layer_is_refused():
 def test_pools_match_nn_max_pool(shape, stride):
     x = _normal(0, shape)  # continuous: no ties, one argmax per window
     fast = max_pool_2x2_stride2_pad1 if stride == 2 else max_pool_2x2_stride1_pad1
-    plain = lambda x: nn.max_pool(x, (2, 2), (stride, stride), ((1, 1), (1, 1)))  # noqa: E731
+    plain = lambda x: nn.max_pool(x, (2, 2), (stride, stride), ((1, 1), (1, 1)))
     np.testing.assert_array_equal(jax.jit(fast)(x), jax.jit(plain)(x))
     cotangent = _normal(1, plain(x).shape)
-    grad = lambda f: jax.jit(jax.grad(lambda x: jnp.sum(f(x) * cotangent)))(x)  # noqa: E731
+    grad = lambda f: jax.jit(jax.grad(lambda x: jnp.sum(f(x) * cotangent)))(x)
     np.testing.assert_allclose(grad(fast), grad(plain), rtol=1e-6, atol=1e-6)
 
 
@@ -145,7 +145,7 @@ def test_conv_same_matches_lax_outputs_and_gradients(x_shape, w_shape):
     w = _normal(1, w_shape) / np.sqrt(np.prod(w_shape[:3]))
     dy = _normal(2, (*x_shape[:3], w_shape[3]))
     np.testing.assert_allclose(jax.jit(conv.conv_same)(x, w), _plain_conv(x, w), rtol=1e-5, atol=1e-5)
-    vjp = lambda f: jax.jit(lambda x, w, dy: jax.vjp(f, x, w)[1](dy))(x, w, dy)  # noqa: E731
+    vjp = lambda f: jax.jit(lambda x, w, dy: jax.vjp(f, x, w)[1](dy))(x, w, dy)
     (dx, dw), (dx0, dw0) = vjp(conv.conv_same), vjp(_plain_conv)
     np.testing.assert_allclose(dx, dx0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dw, dw0, rtol=1e-4, atol=1e-4)
@@ -227,9 +227,9 @@ def check_two_device_step() -> None:
         step = train.make_train_step(c, model, tx, par)
         state, metrics = step(par.put_state(host), par.put_batch(batch), KEY(1))
         if mode == "pmap":
-            per_device = [jax.tree.map(lambda x: np.asarray(x[d]), state.batch_stats) for d in range(2)]
+            per_device = [jax.tree.map(lambda x, d=d: np.asarray(x[d]), state.batch_stats) for d in range(2)]
         else:
-            per_device = [jax.tree.map(lambda x: np.asarray(x.addressable_shards[d].data), state.batch_stats)
+            per_device = [jax.tree.map(lambda x, d=d: np.asarray(x.addressable_shards[d].data), state.batch_stats)
                           for d in range(2)]
         jax.tree.map(np.testing.assert_array_equal, per_device[0], per_device[1])
         # They are the statistics of the whole global batch, as one unmapped device computes them.
@@ -305,7 +305,7 @@ def test_batch_norm_models_are_listed():
     for name in model_names():
         c = default.get_config()
         c.model = name
-        shapes = jax.eval_shape(lambda: create_model(c).init(KEY(0), jnp.zeros((1, 32, 32, 3)), train=False))
+        shapes = jax.eval_shape(lambda c=c: create_model(c).init(KEY(0), jnp.zeros((1, 32, 32, 3)), train=False))
         if shapes.get("batch_stats"):
             with_stats.add(name)
     assert with_stats == set(BATCH_NORM_MODELS) and with_stats

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED, run_module
 from PIL import Image
 
-from conftest import SHARED, run_module
 from svhn_jax.data import multi_mnist, sources, store
 from svhn_jax.labels import PAD
 
@@ -113,7 +113,7 @@ def test_test_file_uses_only_held_out_digits(npz, tmp_path):
     train_imgs, _ = multi_mnist.source_pool("train", mnist_npz=npz, holdout_fraction=0.25)
     test_imgs, test_labels = multi_mnist.source_pool("test", mnist_npz=npz, holdout_fraction=0.25)
     assert len(train_imgs) == 45 and len(test_imgs) == 15
-    as_set = lambda a: {x.tobytes() for x in a}  # noqa: E731
+    as_set = lambda a: {x.tobytes() for x in a}
     assert not as_set(train_imgs) & as_set(test_imgs)
     assert as_set(train_imgs) | as_set(test_imgs) == as_set(images)
     out = multi_mnist.write_file(tmp_path / "test.h5", "test", 30, 5, mnist_npz=npz, holdout_fraction=0.25)

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, run_module
 
 pytestmark = pytest.mark.slow

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_module
 from PIL import Image
 
-from conftest import run_module
 from svhn_jax import predict
-
 
 # ----------------------------------------------------------------------------- files
 

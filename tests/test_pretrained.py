@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import REPO, run_module
+
 from svhn_jax import predict, pretrained
 from svhn_jax.workdir import tree_sha256
 

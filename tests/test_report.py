@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_module
 from PIL import Image
 
-from conftest import run_module
 from svhn_jax import report
 from svhn_jax.data.store import encode_labels
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import run_module
+
 from svhn_jax.data import paths, sources, store
 
 

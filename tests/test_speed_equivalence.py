@@ -44,7 +44,8 @@ def test_max_pool_2x2_matches_nn_max_pool(ties):
     np.testing.assert_array_equal(y, y0)
     np.testing.assert_array_equal(dx, dx0)
     if ties:  # every window passes its gradient to exactly one element
-        counts = np.asarray(_value_and_vjp(layers.max_pool_2x2, (x,), jnp.ones_like(g))[1][0]).reshape(3, 4, 2, 3, 2, 5).sum((2, 4))
+        grad = _value_and_vjp(layers.max_pool_2x2, (x,), jnp.ones_like(g))[1][0]
+        counts = np.asarray(grad).reshape(3, 4, 2, 3, 2, 5).sum((2, 4))
         np.testing.assert_array_equal(counts, np.ones_like(counts))
 
 
@@ -74,7 +75,7 @@ class PlainSeedCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train):
-        drop = lambda rate: layers.Dropout(rate, None)  # noqa: E731
+        drop = lambda rate: layers.Dropout(rate, None)
         init = dict(kernel_init=nn.initializers.xavier_uniform(), bias_init=nn.initializers.zeros)
         x = drop(0.1)(x, deterministic=not train)
         x = _plain_pool(nn.relu(nn.Conv(64, (5, 5), padding="SAME", name="conv1", **init)(x)))
@@ -131,7 +132,7 @@ def test_seed_cnn_matches_plain_outputs_and_gradients(seed_pair):
 def _dropout(x, rate, key, shards=1):
     """`layers.Dropout` on x, with the batch split over `shards` devices of a named 'data' axis."""
     layer = layers.Dropout(rate, "data")
-    apply = lambda xs: layer.apply({}, xs, deterministic=False, rngs={"dropout": key})  # noqa: E731
+    apply = lambda xs: layer.apply({}, xs, deterministic=False, rngs={"dropout": key})
     split = x.reshape(shards, -1, *x.shape[1:])
     return jax.vmap(apply, axis_name="data")(split).reshape(x.shape)
 

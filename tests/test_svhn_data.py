@@ -11,11 +11,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import run_module
 from PIL import Image
 
 from svhn_jax.data import preprocess, store, svhn, svhn_release
 from svhn_jax.data.digitstruct import DigitBox, Entry, write_digitstruct
-from conftest import run_module
 
 # name, (width, height), boxes (label, left, top, width, height); label 10 is the digit 0.
 RELEASE = [
@@ -68,7 +68,7 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         server: Server = self.server
         rng = self.headers.get("Range")
         server.requests.append((self.path, rng))

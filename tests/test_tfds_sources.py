@@ -6,8 +6,8 @@ import importlib.util
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-
 from conftest import run_module
+
 from svhn_jax.data import multi_mnist, preprocess, sources, store, tfds_sources
 from svhn_jax.labels import PAD
 

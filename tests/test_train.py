@@ -5,8 +5,8 @@ import os
 import jax
 import numpy as np
 import pytest
-
 from conftest import run_module
+
 from svhn_jax import compilation_cache, train, workdir
 from svhn_jax.models import create_model
 from svhn_jax.state import make_optimizer

@@ -92,7 +92,7 @@ def prefetch(items: Iterator, transform: Callable = lambda x: x, size: int = 2) 
                 if stop.is_set():
                     return
                 q.put(transform(item))
-        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+        except BaseException as e:  # re-raised in the consumer
             errors.append(e)
         finally:
             q.put(sentinel)

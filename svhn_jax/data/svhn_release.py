@@ -102,7 +102,7 @@ def download(url: str, dest: str | os.PathLike, archive: Archive, *, retries: in
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    size = lambda: part.stat().st_size if part.exists() else 0  # noqa: E731
+    size = lambda: part.stat().st_size if part.exists() else 0
     attempt = 0
     while True:
         before = size()

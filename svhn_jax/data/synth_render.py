@@ -16,8 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from svhn_jax.data.synth_geometry import Layout
-from svhn_jax.data.synth_materials import (FONT_NAMES, FONT_P, background, contrasting, glyph, palette,
-                                           random_colour)
+from svhn_jax.data.synth_materials import FONT_NAMES, FONT_P, background, contrasting, glyph, palette, random_colour
 
 WORK_DIGIT_HEIGHT = (28, 40)  # digits are drawn this tall (at most 4x supersampled), then rescaled
 P_WARP, P_OCCLUDE, P_JPEG = 0.7, 0.06, 0.5

@@ -51,7 +51,6 @@ def _check_can_build(name: str, tfds_dir: Path) -> None:
     waits minutes for TFDS's download retries.
     """
     import tensorflow_datasets as tfds
-
     from absl import logging
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.ERROR)  # "Variant folder ... has no dataset_info.json" is expected here

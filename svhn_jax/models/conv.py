@@ -91,7 +91,7 @@ def kernel_grad_tiled(x: jax.Array, dy: jax.Array, w: jax.Array) -> jax.Array:
     for r0, r1 in _tiles(x.shape[1]):
         for c0, c1 in _tiles(x.shape[2]):
             xs = xp[:, r0:r1 + kh - 1, c0:c1 + kw - 1]
-            dw = dw + jax.vjp(lambda w_: plain_conv(xs, w_, "VALID"), w)[1](dy[:, r0:r1, c0:c1])[0]
+            dw = dw + jax.vjp(lambda w_, xs=xs: plain_conv(xs, w_, "VALID"), w)[1](dy[:, r0:r1, c0:c1])[0]
     return dw.astype(w.dtype)
 
 
@@ -138,7 +138,7 @@ conv_same.defvjp(_conv_fwd, _conv_same_bwd)
 def conv_general_dilated(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
     """Drop-in for ``lax.conv_general_dilated`` that routes the `conv_same` case there."""
-    ones = lambda d: d is None or all(v == 1 for v in d)  # noqa: E731
+    ones = lambda d: d is None or all(v == 1 for v in d)
     simple = (isinstance(padding, str) and padding == "SAME" and ones(window_strides)
               and ones(lhs_dilation) and ones(rhs_dilation) and feature_group_count == 1
               and precision is None and not kwargs and lhs.ndim == 4

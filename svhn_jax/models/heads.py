@@ -36,7 +36,7 @@ class SequenceHeads(nn.Module):
 
     @nn.compact
     def __call__(self, features: jax.Array) -> dict[str, jax.Array]:
-        dense = lambda n, name: nn.Dense(n, kernel_init=self.kernel_init,  # noqa: E731
+        dense = lambda n, name: nn.Dense(n, kernel_init=self.kernel_init,
                                          bias_init=nn.initializers.zeros, name=name)
         if self.head == "blank":
             digits = dense(MAX_DIGITS * (PAD + 1), "digits")(features)

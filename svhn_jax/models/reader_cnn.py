@@ -1,9 +1,10 @@
 """The shipped reader: a compact VGG-style ConvNet for 32x32 grey crops, trainable on a 2-core CPU.
 
 Four convolutions (5x5 then 3x3) widening 32 -> 128 with max-pools down to 4x4, dropout and one
-dense layer of 384 before the sequence heads: ~2.5x the seed ConvNet's arithmetic. No BatchNorm, so data parallelism on a CPU needs
-no in-program collective (`parallel.host_reduce`), and about 1 M parameters (4 MB) ship with the
-package. Conv -> pool -> bias -> ReLU as in `seed_cnn.ConvReluPool` (the same values, faster).
+dense layer of 384 before the sequence heads: ~2.5x the seed ConvNet's arithmetic. No BatchNorm, so
+data parallelism on a CPU needs no in-program collective (`parallel.host_reduce`), and about 1 M
+parameters (4 MB) ship with the package. Conv -> pool -> bias -> ReLU as in `seed_cnn.ConvReluPool`
+(the same values, faster).
 """
 from __future__ import annotations
 

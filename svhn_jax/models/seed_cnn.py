@@ -44,7 +44,7 @@ class SeedCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
-        drop = lambda rate: Dropout(rate, self.axis_name)  # noqa: E731
+        drop = lambda rate: Dropout(rate, self.axis_name)
         init = dict(kernel_init=nn.initializers.xavier_uniform(), bias_init=nn.initializers.zeros)
         x = drop(0.1)(x, deterministic=not train)
         x = ConvReluPool(64, 5, pool=True, name="conv1")(x)

@@ -85,10 +85,10 @@ def initialize(state: Any, spec: str) -> Any:
     source = initial_variables(spec)
     target = {"params": state.params, "batch_stats": state.batch_stats}
     source = {"params": source["params"], "batch_stats": source.get("batch_stats", {})}
-    shapes = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), tree)  # noqa: E731
+    shapes = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), tree)
     if shapes(source) != shapes(target):
         raise PretrainedError(f"--config.init_from={spec}: its model has other layers or shapes than this "
                               "run's (model, head and recipe must match)")
-    cast = lambda tree, like: jax.tree.map(lambda a, b: np.asarray(a, b.dtype), tree, like)  # noqa: E731
+    cast = lambda tree, like: jax.tree.map(lambda a, b: np.asarray(a, b.dtype), tree, like)
     return state.replace(params=cast(source["params"], state.params),
                          batch_stats=cast(source["batch_stats"], state.batch_stats))

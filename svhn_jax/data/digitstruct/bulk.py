@@ -134,7 +134,7 @@ class _Bytes:
         else:
             raise Unsupported("object is neither an old-style group nor a dataset")
         compiled = []
-        for (parent, pos, origin, _, end), mask in zip(blocks, masks):
+        for (parent, pos, origin, _, _), mask in zip(blocks, masks):
             mask = np.frombuffer(bytes(mask) + bytes(-len(mask) % 8), "<u8")
             index = np.flatnonzero(mask).astype(np.int64)
             words = self.words(np.array([origin], np.int64), index)[0] & mask[index]

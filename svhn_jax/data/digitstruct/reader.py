@@ -16,6 +16,7 @@ import h5py
 from svhn_jax.data.digitstruct import bulk
 from svhn_jax.data.digitstruct.schema import FIELDS, DigitBox, Entry
 
+
 def _entry(name: str, columns: Sequence[Sequence[float]]) -> Entry:
     """`columns` in FIELDS order."""
     if len({len(c) for c in columns}) != 1:
