@@ -214,7 +214,8 @@ def test_two_runs_preparing_one_fresh_data_folder_both_succeed(tmp_path):
     files = [data / "synthetic" / "seed32_grey" / f"{s}.h5" for s in ("train", "test")]
     for run, (out, err) in zip(runs, outputs):
         assert run.returncode == 0 and "Traceback" not in err, err[-3000:]
-        assert out.splitlines() == [f"{files[0]}: synthetic(seed=1, num=40)", f"{files[1]}: synthetic(seed=2, num=40)"]
+        assert out.splitlines() == [f"{files[0]}: synthetic(renderer=2, seed=1, num=40)",
+                                    f"{files[1]}: synthetic(renderer=2, seed=2, num=40)"]
     assert leftovers(data) == []
     assert sorted(p.name for p in (data / "synthetic" / "raw").iterdir()) == ["test", "train"]
     for file in files:  # the same as one run alone makes

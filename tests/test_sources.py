@@ -55,7 +55,7 @@ def test_prepare_makes_the_synthetic_splits_training_reads(tiny_config, tmp_path
     stamps = [p.stat().st_mtime_ns for p in (*train, test)]
     assert sources.ensure_splits(c) == (train, test)
     assert [p.stat().st_mtime_ns for p in (*train, test)] == stamps  # the very files training wants
-    assert store.read_split(test).attrs["source"] == "synthetic(seed=2, num=6)"
+    assert store.read_split(test).attrs["source"] == "synthetic(renderer=2, seed=2, num=6)"
     bad = run_module("svhn_jax.prepare", "--dataset=synthetic", "--recipe=nope", f"--data_dir={tmp_path}")
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == ["error: unknown recipe 'nope'; choose "
                                                                       "one of seed32_grey, seed32_rgb, "

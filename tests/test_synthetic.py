@@ -211,4 +211,4 @@ def test_synthetic_splits_are_rendered_releases_ingested_like_real_svhn(tmp_path
     c.num_synthetic_test = 7
     _, test = sources.ensure_splits(c)
     assert len(store.read_split(test).images) == 7
-    assert store.read_split(test).attrs["source"] == f"synthetic(seed={paths.split_seed('test')}, num=7)"
+    assert store.read_split(test).attrs["source"] == f"synthetic(renderer=2, seed={paths.split_seed('test')}, num=7)"

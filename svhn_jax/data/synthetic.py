@@ -25,6 +25,7 @@ from svhn_jax.data.digitstruct import DigitBox, Entry, write_digitstruct
 from svhn_jax.data.synth_geometry import example_rngs, sample_layout
 from svhn_jax.data.synth_render import render
 
+RENDERER_VERSION = 2  # bump when a change to the renderer changes the images: cached splits are remade
 PNG_OPTIONS = {"format": "PNG", "compress_level": 1, "compress_type": zlib.Z_RLE}  # fast, still small
 
 def render_example(seed: int, index: int) -> tuple[np.ndarray, tuple[DigitBox, ...]]:

@@ -3,7 +3,8 @@
 Split `s` is ``config.num_synthetic_test`` images (the evaluation split) or ``num_synthetic_train``
 (the others) drawn with seed ``paths.split_seed(s)``: the release ``<data_dir>/synthetic/raw/<s>/`` is
 what ``python -m svhn_jax.synth --seed=... --num=...`` writes, and the split file's ``source``
-attribute records (seed, num), so a file made for another size is remade, never silently reused.
+attribute records (renderer version, seed, num), so a file made by another renderer or for another
+size is remade, never silently reused.
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def seed_and_num(config: ml_collections.ConfigDict, split: str) -> tuple[int, in
 
 
 def source_name(config: ml_collections.ConfigDict, split: str) -> str:
-    """The ``source`` attribute of the split file, e.g. ``synthetic(seed=1, num=20000)``."""
+    """The ``source`` attribute of the split file, e.g. ``synthetic(renderer=2, seed=1, num=20000)``."""
     seed, num = seed_and_num(config, split)
-    return f"synthetic(seed={seed}, num={num})"
+    return f"synthetic(renderer={synthetic.RENDERER_VERSION}, seed={seed}, num={num})"
 
 
 def _stored_source(path: Path) -> str | None:
@@ -39,9 +40,10 @@ def _stored_source(path: Path) -> str | None:
 
 
 def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
-    """Renders and ingests `split` into `path` unless it already holds this very (seed, num).
+    """Renders and ingests `split` into `path` unless it already holds this very (renderer, seed, num).
 
-    The release is reused while it holds `num` images (the images do not depend on `workers`).
+    The release is reused while it holds `num` images (the images do not depend on `workers`) and no
+    stale split file says it may come from another renderer or seed.
     """
     if _stored_source(path) == source_name(config, split):
         return
@@ -50,7 +52,7 @@ def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> N
     raw = paths.raw_dir(config, split)
     # One process per core (the bytes do not depend on it); on small splits starting them costs more.
     workers = len(os.sched_getaffinity(0)) if num >= 1000 else 1
-    if raw.exists() and sum(1 for _ in raw.glob("*.png")) != num:
+    if raw.exists() and (sum(1 for _ in raw.glob("*.png")) != num or _stored_source(path) is not None):
         shutil.rmtree(raw)
     if not raw.exists():
         synthetic.write_release(raw, num, seed, workers=workers)
