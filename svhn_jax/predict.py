@@ -33,125 +33,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import stat
-import struct
 import sys
-import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 import numpy as np
 from absl import app, flags, logging
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from svhn_jax import compilation_cache
 from svhn_jax.errors import UserError, cli, one_line
-from svhn_jax.photo_labels import read_labels
+from svhn_jax.photos import DEFAULT_MAX_PIXELS, ImageError, find_images, load_image, read_labels
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-DEFAULT_MAX_PIXELS = 64_000_000  # ~8000 x 8000; an RGB copy is then ~200 MB
 BATCH_SIZE = 16  # fixed, so one compiled program serves any number of images
 _MAX_REASON = 300  # characters of a library's error message shown (orbax's run to kilobytes)
-
-
-class ImageError(UserError, ValueError):
-    """An input that cannot be answered; the message is the one line to print (without the path)."""
-
-
-_FILE_KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
-               stat.S_IFSOCK: "socket"}
-
-
-# ----------------------------------------------------------------------------- inputs
-
-def _reason(e: OSError) -> str:
-    """"permission denied", "input/output error", ...: the OS's reason, in the style of our lines."""
-    return (e.strerror or type(e).__name__).lower()
-
-
-def find_images(paths: Sequence[str]) -> Iterator[tuple[str, str | None]]:
-    """Expands the arguments into (path, error) pairs: error is None for a file to read.
-
-    A folder yields its image-named entries other than subfolders, so that `load_image` names the
-    ones that are not regular files rather than skipping them unseen; one that cannot be listed
-    (no permission) yields its own error, and the other arguments are still expanded.
-    """
-    for arg in paths:
-        path = Path(arg)
-        try:
-            if not path.is_dir():
-                yield arg, None if path.exists() else "no such file or folder"
-                continue
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-                           and not p.name.startswith(".") and not p.is_dir())
-        except OSError as e:  # a folder on the way, or this one, cannot be read
-            yield arg, _reason(e)
-            continue
-        if not found:
-            yield arg, f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder"
-        for p in found:
-            yield str(p), None
-
-
-def _to_rgb(im: Image.Image) -> np.ndarray:
-    """Any Pillow image -> uint8 [H, W, 3]: 16-bit scaled to 8-bit, transparency over white."""
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        a = np.asarray(im, np.float64)
-        if im.mode == "F":
-            a = a * 255.0 if a.size and a.max() <= 1.0 else a
-        elif im.mode.startswith("I;16") or (a.size and a.max() > 255):
-            a = a / 257.0  # 16-bit range 0-65535 -> 0-255
-        grey = np.clip(np.rint(a), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
-    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(white, rgba)
-    return np.asarray(im.convert("RGB"), np.uint8)
-
-
-def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decodes one image file to uint8 RGB [H, W, 3] with EXIF orientation applied.
-
-    The size is checked from the header before any pixel is decoded, so memory stays bounded by
-    ``max_pixels``. Only a regular file is read, and it is opened non-blocking: a FIFO or a device
-    (endless, or waiting for a writer) must not hang the program. Raises `ImageError` with a
-    one-line reason.
-    """
-    pillow_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # the check below, from the header, replaces Pillow's own
-    try:
-        info = os.stat(path)
-        kind = stat.S_IFMT(info.st_mode)
-        if kind == stat.S_IFDIR:
-            raise ImageError("is a folder")
-        if kind != stat.S_IFREG:
-            raise ImageError(f"not a regular file ({_FILE_KINDS.get(kind, 'special file')})")
-        with warnings.catch_warnings(), open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as im:
-                width, height = im.size
-                if width * height > max_pixels:
-                    raise ImageError(f"image too large ({width}x{height} pixels; the limit is "
-                                     f"{max_pixels:,}, see --max_pixels)")
-                im.seek(0)
-                im.load()
-                return _to_rgb(ImageOps.exif_transpose(im))
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"image too large ({e}; see --max_pixels)") from None
-    except UnidentifiedImageError:
-        raise ImageError("empty file" if info.st_size == 0 else "not a readable image (unknown format)") from None
-    except FileNotFoundError:
-        raise ImageError("no such file") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, MemoryError) as e:
-        detail = str(e).strip() or type(e).__name__
-        raise ImageError(f"damaged or unsupported image ({detail})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = pillow_limit
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:

@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from svhn_jax import predict
-from svhn_jax.photo_labels import read_labels
+from svhn_jax.photos import ImageError, load_image, read_labels
 
 
 def score(answers: Sequence[dict[str, Any]], truths: Sequence[str], min_confidence: float) -> dict[str, Any]:
@@ -38,9 +38,9 @@ def read_all(reader: predict.Reader, folder: Path, labels: list[dict[str, Any]],
     out = []
     for row in labels:
         try:
-            image = predict.load_image(folder / row["file"])
+            image = load_image(folder / row["file"])
             crops = predict.views(image, reader.config.recipe, row["box"] if use_box else None, tta=True)
-        except predict.ImageError as e:
+        except ImageError as e:
             out.append({"file": row["file"], "reading": None, "confidence": 0.0, "error": str(e)})
             continue
         out.append(predict.answer(row["file"], *predict.vote(*reader.read(crops)), 0.0))
