@@ -238,13 +238,13 @@ def main(argv: list[str]) -> int:
         compilation_cache.enable(FLAGS.cache_dir or None)
     try:
         reader = Reader.load(FLAGS.workdir)
-    except UserError as e:  # the workdir's own one-line errors already name it
-        print(one_line(e), file=sys.stderr)
-        return 2
     except Exception as e:  # one line, never a traceback
         # A checkpoint of another model or shape: orbax's abandoned reads are collected later, each
         # printed as an "Exception ignored" traceback (hundreds of lines); this line already says it.
         sys.unraisablehook = lambda unraisable: None
+        if isinstance(e, UserError):  # the workdir's own one-line errors already name it
+            print(one_line(e), file=sys.stderr)
+            return 2
         reason = one_line(e)
         reason = reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON] + " ..."
         print(f"{FLAGS.workdir or 'the shipped reader'}: cannot load a trained run ({type(e).__name__}: {reason})",
