@@ -13,6 +13,7 @@ errors.handle_stop_signals(errors.exit_at_once)
 
 import logging
 import sys
+import traceback
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -61,6 +62,11 @@ def quiet_libraries() -> None:
     default_unraisable = sys.unraisablehook
 
     def unraisablehook(unraisable):
+        # Reads orbax abandoned when a checkpoint failed to restore (the run says so itself) are
+        # collected later, each an "Exception ignored" traceback: dropped with the closed-loop ones.
+        frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
+        if any("/orbax/" in frame.filename for frame in frames):
+            return
         if not (isinstance(unraisable.exc_value, RuntimeError)
                 and str(unraisable.exc_value) == "Event loop is closed"):
             default_unraisable(unraisable)
