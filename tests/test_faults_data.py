@@ -301,7 +301,8 @@ def test_a_signal_during_prepare_removes_its_temporary_files(signum, tmp_path, s
     os.killpg(proc.pid, signum)  # the whole process group, as a terminal does
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
-    assert one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", err)) == "error: interrupted"
+    assert one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", err)) == (
+        f"error: interrupted ({signal.Signals(signum).name})")
     assert leftovers(tmp_path) == [] and not test_file.with_name("train.h5").exists()
     assert test_file.read_bytes() == test_bytes
     assert labels_of(test_file) == {f"{i + 1}.png": label for i, label in enumerate(test_labels)}
