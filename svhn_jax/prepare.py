@@ -17,8 +17,6 @@ same dataset folder at once take turns (`svhn_jax.data.sources.preparing`).
 """
 from __future__ import annotations
 
-import signal
-
 from absl import app, flags
 
 from svhn_jax.data.svhn_release import BASE_URL
@@ -100,7 +98,6 @@ _DATASETS = {"svhn": _svhn, "synthetic": _synthetic, "multi_mnist": _multi_mnist
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up as Ctrl-C does
     from svhn_jax.data.sources import describe
     try:
         _DATASETS[FLAGS.dataset]()
