@@ -39,12 +39,14 @@ def export(workdir: str | Path, name: str, command: str) -> dict[str, Any]:
     from svhn_jax import workdir as workdir_lib
     config, _, variables = workdir_lib.load_for_inference(workdir)
     variables = jax.device_get(variables)
-    final = json.loads((Path(workdir) / "final_metrics.json").read_text()) \
-        if (Path(workdir) / "final_metrics.json").exists() else {}
     steps = [int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit()]
+    metrics = Path(workdir) / "metrics.jsonl"
+    evals = [json.loads(line) for line in (metrics.read_text().splitlines() if metrics.exists() else [])
+             if '"eval"' in line]
+    accuracy = [r["eval_sequence_accuracy"] for r in evals if r.get("step") == max(steps)]
     info = {"params_sha256": workdir_lib.tree_sha256(variables["params"]), "step": max(steps), "command": command,
             "exported": datetime.date.today().isoformat(),
-            "synthetic_test_sequence_accuracy": final.get("eval_sequence_accuracy")}
+            "synthetic_test_sequence_accuracy": accuracy[-1] if accuracy else None}
     out = folder(name)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "variables.msgpack", lambda p: p.write_bytes(flax.serialization.msgpack_serialize(variables)))
