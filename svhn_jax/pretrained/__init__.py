@@ -58,9 +58,10 @@ def export(workdir: str | Path, name: str, command: str) -> dict[str, Any]:
 def load(name: str = "reader") -> tuple[ml_collections.ConfigDict, nn.Module, dict[str, Any]]:
     """(config, model, variables) of the shipped weights `name`."""
     from svhn_jax.models import create_model
+    from svhn_jax.workdir import saved_config
     src = folder(name)
     try:
-        config = ml_collections.ConfigDict(json.loads((src / "config.json").read_text()))
+        config = saved_config(src / "config.json")  # keys added since at their defaults
         variables = flax.serialization.msgpack_restore((src / "variables.msgpack").read_bytes())
     except (OSError, ValueError) as e:
         raise PretrainedError(f"the shipped weights {name!r} cannot be read from {src} ({e})") from None
