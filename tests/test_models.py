@@ -179,6 +179,7 @@ NARROW = {"goodfellow": _narrow_goodfellow, "goodfellow_maxout": lambda **kw: _n
     first_layer="maxout", **kw), "resnet18": _narrow_resnet}
 
 
+@pytest.mark.slow  # compiles or renders for several seconds
 @pytest.mark.parametrize("name", ["goodfellow", "resnet18"])
 def test_evaluation_uses_running_statistics(name):
     """At evaluation an example's output depends on the stored statistics, not on its batch mates
@@ -196,6 +197,7 @@ def test_evaluation_uses_running_statistics(name):
     assert not np.allclose(trained(x)[:2], trained(mates)[:2], atol=1e-3)
 
 
+@pytest.mark.slow  # trains or compiles for several seconds
 def test_training_updates_the_running_statistics():
     model = _narrow_goodfellow(dropout_rate=0.0)
     x = 3.0 + 2.0 * _normal(0, (8, 16, 16, 3))

@@ -33,6 +33,7 @@ def _plain_pool(x):
     return nn.max_pool(x, (2, 2), (2, 2))
 
 
+@pytest.mark.slow  # compiles or renders for several seconds
 @pytest.mark.parametrize("ties", [False, True])
 def test_max_pool_2x2_matches_nn_max_pool(ties):
     key_x, key_g = jax.random.split(jax.random.key(0))
@@ -58,6 +59,7 @@ def _plain_conv(x, w):
     return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+@pytest.mark.slow  # compiles or renders for several seconds
 def test_conv_same_one_channel_matches_lax(k=5):
     kx, kw, kg = jax.random.split(jax.random.key(1), 3)
     x = jax.random.normal(kx, (4, 12, 10, 1))
@@ -107,6 +109,7 @@ def test_seed_cnn_has_the_plain_parameters(seed_pair):
     jax.tree.map(np.testing.assert_array_equal, params, plain_params)
 
 
+@pytest.mark.slow  # compiles or renders for several seconds
 def test_seed_cnn_matches_plain_outputs_and_gradients(seed_pair):
     """Training mode (same dropout masks) and evaluation mode: logits, loss and gradients."""
     fast, plain, params, _, images, lengths, digits = seed_pair
@@ -164,6 +167,7 @@ def test_dropout_masks_are_pairwise_independent():
     assert np.all(np.abs(ones - 0.5) < 5 * np.sqrt(0.25 / bits.size))
 
 
+@pytest.mark.slow  # trains or compiles for several seconds
 def test_dropout_does_not_depend_on_the_device_count():
     x = jax.random.normal(jax.random.key(2), (8, 6, 6, 3))
     key = jax.random.key(9)

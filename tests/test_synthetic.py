@@ -136,6 +136,7 @@ def _neighbour_geometry(box_lists) -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in (("overlap", overlap), ("step", step), ("height", height))}
 
 
+@pytest.mark.slow  # compiles or renders for several seconds
 @pytest.mark.skipif(not LABELS.is_file(), reason="needs ../shared/data/svhn_train_labels.json")
 def test_rendered_boxes_have_the_real_labels_joint_geometry():
     real = [[(b["xmin"], b["ymin"], b["xmax"], b["ymax"]) for b in r["boxes"]]

@@ -129,6 +129,7 @@ def test_cli_overrides_and_rejects_a_misspelt_key(data_dir, tmp_path):
     assert "learnin_rate" in bad.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # compiles or renders for several seconds
 def test_seed_cnn_parameter_count(tiny_config):
     model = create_model(tiny_config())
     variables = model.init(jax.random.key(0), np.zeros((1, 32, 32, 1), np.float32), train=False)
