@@ -21,6 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from svhn_jax import predict
+from svhn_jax.errors import cli
 from svhn_jax.photos import ImageError, load_image, read_labels
 
 
@@ -57,6 +58,7 @@ def define_flags() -> None:
     flags.DEFINE_string("json_out", "", "Also write every answer and the summary here.")
 
 
+@cli
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or not FLAGS.labels:
         print("usage: python -m svhn_jax.score_photos --labels=FILE PHOTO_FOLDER", file=sys.stderr)

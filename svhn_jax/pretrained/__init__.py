@@ -41,9 +41,9 @@ def export(workdir: str | Path, name: str, command: str) -> dict[str, Any]:
     variables = jax.device_get(variables)
     steps = [int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit()]
     metrics = Path(workdir) / "metrics.jsonl"
-    evals = [json.loads(line) for line in (metrics.read_text().splitlines() if metrics.exists() else [])
-             if '"eval"' in line]
-    accuracy = [r["eval_sequence_accuracy"] for r in evals if r.get("step") == max(steps)]
+    records = [json.loads(line) for line, _ in (workdir_lib.read_metrics(metrics) if metrics.exists() else [])]
+    accuracy = [r["eval_sequence_accuracy"] for r in records
+                if r["split"] == "eval" and r["step"] == max(steps) and "eval_sequence_accuracy" in r]
     info = {"params_sha256": workdir_lib.tree_sha256(variables["params"]), "step": max(steps), "command": command,
             "exported": datetime.date.today().isoformat(),
             "synthetic_test_sequence_accuracy": accuracy[-1] if accuracy else None}
