@@ -237,7 +237,9 @@ def main(argv: list[str]) -> int:
     if FLAGS.cache_dir != "none":
         compilation_cache.enable(FLAGS.cache_dir or None)
     try:
+        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None  # orbax's abandoned reads
         reader = Reader.load(FLAGS.workdir)
+        sys.unraisablehook = hook
     except Exception as e:  # one line, never a traceback
         # A checkpoint of another model or shape: orbax's abandoned reads are collected later, each
         # printed as an "Exception ignored" traceback (hundreds of lines); this line already says it.
