@@ -11,6 +11,14 @@
 
 Without ``--workdir`` a tiny run of configs/test.py is trained first in a temporary folder (its
 accuracy is irrelevant here: only the shapes matter for the timings).
+
+``--whole_photo`` measures instead what a user of the shipped weights sees (no ``--workdir``, no
+box: the localiser finds the number, the reader reads it with 27 views): ``seconds_per_photo`` per
+photo size (JPEG decode + localisation + reading, median of ``--repeats`` after one warm-up), and
+``cold_start_s`` / ``warm_start_s``, a whole ``python -m svhn_jax.predict photo.jpg`` call with an
+empty and then a filled compilation cache.
+
+  python scripts/benchmark_predict.py --whole_photo --out=/tmp/whole_photo.json
 """
 from __future__ import annotations
 
@@ -33,6 +41,8 @@ flags.DEFINE_string("workdir", "", "A trained run ('' -> train configs/test.py i
 flags.DEFINE_string("image", "", "The image to read ('' -> a generated 96x64 PNG).")
 flags.DEFINE_integer("repeats", 3, "(cold, warm) call pairs and in-process calls to take the median of.")
 flags.DEFINE_string("out", "", "Also write the JSON here.")
+flags.DEFINE_bool("whole_photo", False, "Benchmark the shipped localiser + reader on whole photos instead.")
+PHOTO_SIZES = ((640, 480), (1600, 1200), (4000, 3000))
 
 
 def timed_call(workdir: Path, image: Path, cache: Path) -> float:
@@ -48,9 +58,9 @@ def timed_call(workdir: Path, image: Path, cache: Path) -> float:
 
 
 def in_process(workdir: Path, image: Path, repeats: int) -> tuple[float, float]:
-    from svhn_jax import predict
+    from svhn_jax import photos, predict, reading
     reader = predict.Reader.load(workdir)
-    x = predict.preprocess(predict.load_image(image), reader.config.recipe)[None]
+    x = reading.preprocess(photos.load_image(image), reader.config.recipe)[None]
     start = time.perf_counter()
     reader.read(x)
     first = time.perf_counter() - start
@@ -62,8 +72,58 @@ def in_process(workdir: Path, image: Path, repeats: int) -> tuple[float, float]:
     return first, statistics.median(times)
 
 
+def make_photo(path: Path, size: tuple[int, int]) -> Path:
+    """A JPEG of `size`: a textured wall with the sample house number "23" at 1/8 of the width."""
+    rng = np.random.default_rng(0)
+    wall = (rng.normal(150, 20, (size[1] // 8, size[0] // 8, 3))).clip(0, 255).astype(np.uint8)
+    photo = Image.fromarray(wall).resize(size, Image.Resampling.BILINEAR)
+    number = Image.open(REPO / "samples" / "svhn_train_2.png").convert("RGB")
+    scale = size[0] / 8 / number.width
+    number = number.resize((round(number.width * scale), round(number.height * scale)))
+    photo.paste(number, (size[0] // 2, size[1] // 3))
+    photo.save(path, quality=90)
+    return path
+
+
+def whole_photo(tmp: Path) -> dict:
+    from svhn_jax import whole_photo as wp
+    from svhn_jax.localise import Localiser
+    from svhn_jax.photos import load_image
+    from svhn_jax.predict import Reader
+    reader, localiser = Reader.load(None), Localiser.load(None)
+    per_size = {}
+    for size in PHOTO_SIZES:
+        path = make_photo(tmp / f"photo_{size[0]}x{size[1]}.jpg", size)
+        times = []
+        for _ in range(FLAGS.repeats + 1):  # the first call compiles (when the box size is new)
+            start = time.perf_counter()
+            answer = wp.read_photo(reader, localiser, load_image(path))
+            times.append(time.perf_counter() - start)
+        per_size[f"{size[0]}x{size[1]}"] = {"seconds_per_photo": round(statistics.median(times[1:]), 3),
+                                            "reading": answer["reading"], "box": answer["box"]}
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    calls = []
+    for _ in range(2):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "svhn_jax.predict", f"--cache_dir={tmp / 'cache'}",
+                        str(tmp / "photo_4000x3000.jpg")], cwd=REPO, env=env, check=True, capture_output=True)
+        calls.append(time.perf_counter() - start)
+    import jax
+    return {"benchmark": "predict_whole_photo", "sizes": per_size, "cold_start_s": round(calls[0], 3),
+            "warm_start_s": round(calls[1], 3), "repeats": FLAGS.repeats, "device": jax.devices()[0].device_kind,
+            "cpu_count": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 2)}
+
+
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.whole_photo:
+        with tempfile.TemporaryDirectory(prefix="bench_whole_photo_") as tmp:
+            result = whole_photo(Path(tmp))
+        text = json.dumps(result, indent=2)
+        print(text)
+        if FLAGS.out:
+            Path(FLAGS.out).write_text(text + "\n")
+        return
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         tmp = Path(tmp)
         workdir = Path(FLAGS.workdir) if FLAGS.workdir else tmp / "run"

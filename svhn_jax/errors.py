@@ -13,10 +13,12 @@ rules written for it hold (e.g. a Kubernetes podFailurePolicy ``onExitCodes: [14
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import sys
 import threading
+import traceback
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -127,3 +129,49 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
             print(f"error: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
             sys.exit(128 + signum)
     return wrapper
+
+
+def _closed_loop(exc: BaseException | None) -> bool:
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def quiet_libraries() -> None:
+    """Keeps library noise out of the console; our own errors are reported in one line.
+
+    Orbax's per-save INFO chatter is dropped and its error records lose their tracebacks (a failed
+    checkpoint write is reported by the run itself). When a write fails, orbax's other write tasks
+    fail too and asyncio logs each, when garbage-collected, as "Task exception was never
+    retrieved" with a traceback, and tensorstore's callbacks can still fire into orbax's closed
+    event loop ("Event loop is closed" unraisable exceptions); both are dropped.
+    """
+    def orbax_filter(record: logging.LogRecord) -> bool:
+        if "/orbax/" not in record.pathname:
+            return True
+        record.exc_info, record.exc_text = None, None
+        return record.levelno >= logging.WARNING
+
+    def orphan_task_filter(record: logging.LogRecord) -> bool:
+        first_line = str(record.msg).split("\n", 1)[0]
+        return not (record.name == "asyncio" and first_line.endswith("exception was never retrieved"))
+
+    from absl import logging as absl_logging
+    absl_logging.get_absl_handler().addFilter(orbax_filter)
+    logging.getLogger("asyncio").addFilter(orphan_task_filter)
+    default_unraisable = sys.unraisablehook
+
+    def unraisablehook(unraisable):
+        # Reads orbax abandoned when a checkpoint failed to restore (the run says so itself) are
+        # collected later, each an "Exception ignored" traceback: dropped with the closed-loop ones.
+        frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
+        if any("/orbax/" in frame.filename for frame in frames):
+            return
+        if not _closed_loop(unraisable.exc_value):
+            default_unraisable(unraisable)
+    sys.unraisablehook = unraisablehook
+    default_thread_hook = threading.excepthook
+
+    def thread_hook(args):  # the same failures, raised in orbax's or tensorstore's threads
+        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
+        if not (any("/orbax/" in frame.filename for frame in frames) or _closed_loop(args.exc_value)):
+            default_thread_hook(args)
+    threading.excepthook = thread_hook

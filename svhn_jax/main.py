@@ -11,15 +11,10 @@ from svhn_jax import errors
 # Ctrl-C or SIGTERM while the libraries below load (seconds): one line, not a traceback (`cli` takes over).
 errors.handle_stop_signals(errors.exit_at_once)
 
-import logging
-import sys
-import traceback
-
 from absl import app, flags
-from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from svhn_jax import compilation_cache, parallel, train, xla_flags
+from svhn_jax import compilation_cache, parallel, train, train_localiser, xla_flags
 from svhn_jax.errors import UserError, cli, one_line
 from svhn_jax.models import BATCH_NORM_MODELS
 
@@ -38,41 +33,6 @@ flags.DEFINE_string("cpu_devices", "auto", "Host CPU devices for XLA: a count, o
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def quiet_libraries() -> None:
-    """Keeps library noise out of the console; our own errors are reported in one line.
-
-    Orbax's per-save INFO chatter is dropped and its error records lose their tracebacks (a failed
-    checkpoint write is reported by the run itself). When a write fails, orbax's other write tasks
-    fail too and asyncio logs each, when garbage-collected, as "Task exception was never
-    retrieved" with a traceback, and tensorstore's callbacks can still fire into orbax's closed
-    event loop ("Event loop is closed" unraisable exceptions); both are dropped.
-    """
-    def orbax_filter(record: logging.LogRecord) -> bool:
-        if "/orbax/" not in record.pathname:
-            return True
-        record.exc_info, record.exc_text = None, None
-        return record.levelno >= logging.WARNING
-
-    def orphan_task_filter(record: logging.LogRecord) -> bool:
-        first_line = str(record.msg).split("\n", 1)[0]
-        return not (record.name == "asyncio" and first_line.endswith("exception was never retrieved"))
-
-    absl_logging.get_absl_handler().addFilter(orbax_filter)
-    logging.getLogger("asyncio").addFilter(orphan_task_filter)
-    default_unraisable = sys.unraisablehook
-
-    def unraisablehook(unraisable):
-        # Reads orbax abandoned when a checkpoint failed to restore (the run says so itself) are
-        # collected later, each an "Exception ignored" traceback: dropped with the closed-loop ones.
-        frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
-        if any("/orbax/" in frame.filename for frame in frames):
-            return
-        if not (isinstance(unraisable.exc_value, RuntimeError)
-                and str(unraisable.exc_value) == "Event loop is closed"):
-            default_unraisable(unraisable)
-    sys.unraisablehook = unraisablehook
-
-
 @cli
 def main(argv: list[str]) -> None:
     config = FLAGS.config
@@ -83,13 +43,14 @@ def main(argv: list[str]) -> None:
         xla_flags.use_cpu_devices(FLAGS.cpu_devices, collective_free)
     except ValueError:
         raise UserError(f"--cpu_devices must be a positive integer or 'auto', got {FLAGS.cpu_devices!r}") from None
-    quiet_libraries()
+    errors.quiet_libraries()
     compilation_cache.enable()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-        train.train_and_evaluate(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+        trainer = train_localiser if config.model == "localiser" else train
+        trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
     except ValueError as e:  # a config value the code refuses (UserErrors pass through to `cli`)
         raise UserError(e) from None
 

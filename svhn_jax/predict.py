@@ -1,19 +1,23 @@
-"""Reads the house number in users' own photos with the shipped reader or a trained run.
+"""Reads the house number in users' own photos: finds it, then reads it.
 
-  python -m svhn_jax.predict photo.jpg more_photos/ [--workdir=W] [--json] [--min_confidence=0.9]
-                             [--box=x,y,w,h]
+  python -m svhn_jax.predict photo.jpg more_photos/ [--json] [--min_confidence=0.9] [--annotate=DIR]
+                             [--box=x,y,w,h | --boxes=labels.csv] [--workdir=W] [--localiser=L|none]
 
-Without ``--workdir`` the reader that ships with the package (`svhn_jax.pretrained`) reads.
+Without ``--workdir`` the reader that ships with the package (`svhn_jax.pretrained`) reads; without
+``--localiser`` the shipped localiser finds the number (`svhn_jax.whole_photo`: anywhere in the
+photo, any size, digits stacked vertically read top to bottom). ``--box=x,y,w,h`` (pixels,
+left/top/width/height, after EXIF rotation) or a ``--boxes`` CSV says where the digits are instead,
+and the crop is made exactly as in training (the box expanded by the recipe's margin).
+``--localiser=none`` reads the whole photo as the crop.
 
-Per image, one line: ``photo.jpg: 123 (confidence 0.982)``, or ``photo.jpg: unreadable (best guess
-17, confidence 0.214)`` when the confidence (the probability the model gives to the whole sequence
-it read) is below ``--min_confidence`` or the model reads no digit at all. ``--json`` prints JSON
-lines instead: ``{"file", "number" (null when unreadable), "reading", "confidence"}``.
-
-Without ``--box`` the whole picture is resized as the recipe resizes its crops, so a photo should
-be framed around the number; ``--box=x,y,w,h`` (pixels, left/top/width/height, after EXIF rotation)
-marks where the digits are, and the crop is made exactly as in training (the box expanded by the
-recipe's margin).
+Per image, one line: ``photo.jpg: 123 (confidence 0.982, box 40,12,60,30)``, or ``photo.jpg: no
+number (REASON; best guess 17, confidence 0.214, ...)`` when the localiser finds no number, the
+reader reads no digit, or the confidence is below ``--min_confidence``. The confidence is the
+reader's (the mean probability its 27 views give the answer) times the localiser's (its probability
+mass at the box). ``--json`` prints JSON lines instead: ``{"file", "number" (null: see "reason"),
+"reading", "confidence", "box" [x, y, w, h] or null, "box_confidence" (the localiser's; null for a
+given box), "reason" (only when "number" is null)}``. ``--annotate=DIR`` writes each photo as
+``DIR/<name>.png`` with the box and the reading drawn on it.
 
 Images: PNG, JPEG, BMP, GIF (first frame) or WebP, any mode — grey, 16-bit, palette, CMYK, and
 transparent ones composited over white — with EXIF orientation applied. A folder argument is read
@@ -40,9 +44,9 @@ from typing import Any, Sequence, TextIO
 import numpy as np
 from absl import app, flags, logging
 
-from svhn_jax import compilation_cache
-from svhn_jax.errors import UserError, cli, one_line
-from svhn_jax.photos import DEFAULT_MAX_PIXELS, ImageError, find_images, load_image, read_labels
+from svhn_jax import compilation_cache, whole_photo
+from svhn_jax.errors import UserError, cli, one_line, quiet_libraries
+from svhn_jax.photos import DEFAULT_MAX_PIXELS, ImageError, find_images, read_labels
 
 BATCH_SIZE = 16  # fixed, so one compiled program serves any number of images
 _MAX_REASON = 300  # characters of a library's error message shown (orbax's run to kilobytes)
@@ -57,46 +61,6 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     if w <= 0 or h <= 0:
         raise ValueError(f"--box={text!r}: width and height must be positive")
     return x, y, w, h
-
-
-def preprocess(image: np.ndarray, recipe: str, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """RGB uint8 [H, W, 3] -> the recipe's uint8 input [S, S, C], exactly as the training data."""
-    from svhn_jax.data import preprocess as pp
-    if box is None:
-        return pp.resize_whole(image, recipe)
-    try:
-        return pp.apply_recipe(image, np.array([box], np.float64), recipe)
-    except ValueError as e:
-        raise ImageError(f"--box={','.join(map(str, box))}: {e}") from None
-
-
-# Test-time views of a box: a box drawn a little larger or smaller, or off-centre, reads the same number.
-TTA_SCALES, TTA_SHIFTS_X, TTA_SHIFTS_Y = (0.9, 1.0, 1.12), (-0.08, 0.0, 0.08), (-0.06, 0.0, 0.06)
-
-
-def views(image: np.ndarray, recipe: str, box: tuple[int, int, int, int] | None, tta: bool) -> np.ndarray:
-    """The crops the reader reads for one photo, uint8 [V, S, S, C]: the box's crop, or with `tta` the
-    27 crops of the box scaled by `TTA_SCALES` and shifted by `TTA_SHIFTS_*` (of its size)."""
-    if box is None or not tta:
-        return preprocess(image, recipe, box)[None]
-    x, y, w, h = box
-    boxes = [(x + w * (1 - s) / 2 + dx * w, y + h * (1 - s) / 2 + dy * h, w * s, h * s)
-             for s in TTA_SCALES for dx in TTA_SHIFTS_X for dy in TTA_SHIFTS_Y]
-    return np.stack([preprocess(image, recipe, tuple(int(round(v)) for v in b)) for b in boxes])
-
-
-def vote(lengths: np.ndarray, digits: np.ndarray, confidence: np.ndarray) -> tuple[int, np.ndarray, float]:
-    """One reading from the readings of several views: the one with the largest summed confidence.
-
-    Its confidence is the mean over views of the probability each gives it, counted as 0 where a view
-    reads another number (a lower bound), so views that disagree lower the confidence."""
-    readings = ["".join(str(d) for d in row[:n]) for n, row in zip(lengths, digits)]
-    totals: dict[str, float] = {}
-    for r, c in zip(readings, confidence):
-        totals[r] = totals.get(r, 0.0) + float(c)
-    best = max(totals, key=totals.get)
-    i = readings.index(best)
-    return int(lengths[i]), digits[i], totals[best] / len(readings)
 
 
 # ----------------------------------------------------------------------------- model
@@ -138,19 +102,51 @@ class Reader:
         return lengths, digits, confidence
 
 
-def answer(file: str, length: int, digits: np.ndarray, confidence: float, min_confidence: float) -> dict[str, Any]:
-    """One image's answer: "number" is None when unreadable; "reading" is the best guess."""
-    reading = "".join(str(int(d)) for d in digits[:length])
-    readable = bool(reading) and confidence >= min_confidence
-    return {"file": file, "number": reading if readable else None, "reading": reading,
-            "confidence": float(confidence)}
+def answer(file: str, result: dict[str, Any], min_confidence: float) -> dict[str, Any]:
+    """One image's answer from `whole_photo.read_photo`'s result: "number" is None when nothing is
+    read, the localiser finds no number, or the confidence is below `min_confidence` ("reason" says
+    which); "reading" is the best guess, "box" where it was read."""
+    reading, confidence = result["reading"], float(result["confidence"])
+    reason = result.get("reason")
+    if reason is None and confidence < min_confidence:
+        reason = f"confidence below {min_confidence:g}"
+    a = {"file": file, "number": reading if reason is None else None, "reading": reading,
+         "confidence": confidence, "box": result.get("box"), "box_confidence": result.get("box_confidence")}
+    return {**a, "reason": reason} if reason is not None else a
 
 
 def format_answer(a: dict[str, Any]) -> str:
+    where = f", box {','.join(map(str, a['box']))}" if a.get("box") else ""
     if a["number"] is not None:
-        return f"{a['file']}: {a['number']} (confidence {a['confidence']:.3f})"
+        return f"{a['file']}: {a['number']} (confidence {a['confidence']:.3f}{where})"
     guess = f"best guess {a['reading']}, " if a["reading"] else ""
-    return f"{a['file']}: unreadable ({guess}confidence {a['confidence']:.3f})"
+    return f"{a['file']}: no number ({a['reason']}; {guess}confidence {a['confidence']:.3f}{where})"
+
+
+def annotate(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.0, max_side: int = 1600) -> None:
+    """Writes `image` (the photo decoded at 1/`scale`; drawn at most `max_side` pixels) as a PNG with the
+    answer's box and reading drawn on it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from svhn_jax.fileio import atomic_write
+    picture = Image.fromarray(image)
+    shrink = min(1.0, max_side / max(picture.size))
+    if shrink < 1.0:
+        picture = picture.resize((max(1, round(picture.width * shrink)), max(1, round(picture.height * shrink))),
+                                 Image.Resampling.BILINEAR, reducing_gap=3.0)
+    draw = ImageDraw.Draw(picture)
+    width = max(2, round(max(picture.size) / 250))
+    label = a["number"] if a["number"] is not None else f"no number ({a['reading'] or '-'})"
+    font = ImageFont.load_default(size=max(12, round(max(picture.size) / 25)))
+    x, y = 2, 2
+    if a.get("box"):
+        bx, by, bw, bh = (v * shrink / scale for v in a["box"])
+        draw.rectangle((bx, by, bx + bw, by + bh), outline=(255, 0, 0), width=width)
+        x, y = bx, max(0, by - font.size - 2 * width)
+    text = f"{label} {a['confidence']:.2f}"
+    draw.rectangle(draw.textbbox((x, y), text, font=font), fill=(0, 0, 0))
+    draw.text((x, y), text, fill=(255, 255, 0), font=font)
+    atomic_write(path, lambda p: picture.save(p, format="PNG"))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -167,44 +163,43 @@ def define_flags() -> None:
     flags.DEFINE_string("box", "", "x,y,w,h: the digits' box in pixels; crop to it as in training.")
     flags.DEFINE_string("boxes", "", "A CSV of file,number,x,y,w,h (as score_photos reads): each named "
                         "photo's box (the number column is ignored).")
-    flags.DEFINE_bool("tta", True, "With a box: read 27 views of it (scaled, shifted) and vote.")
+    flags.DEFINE_bool("tta", True, "Read 27 views of each box (scaled, shifted) and vote.")
+    flags.DEFINE_string("localiser", "", "Where to look without a box: '' -> the shipped localiser, a "
+                        "localiser run's workdir, or 'none' (the whole photo is the crop).")
+    flags.DEFINE_string("annotate", "", "A folder: write each photo there with its box and reading drawn (PNG).")
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images with more pixels than this.")
     flags.DEFINE_string("cache_dir", "", "Persistent JAX compilation cache folder ('' -> "
                         "$SVHN_JAX_COMPILATION_CACHE or the user cache folder, 'none' -> off).")
 
 
-def run(reader: Reader, paths: Sequence[str], *, as_json: bool = False, min_confidence: float = 0.0,
-        box: tuple[int, int, int, int] | None = None, boxes: dict[str, tuple[int, int, int, int]] | None = None,
-        tta: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS, out: TextIO | None = None,
-        err: TextIO | None = None) -> int:
-    """Answers every image (a batch at a time); returns the exit status: 0, or 1 if any input failed.
+def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json: bool = False,
+        min_confidence: float = 0.0, box: tuple[int, int, int, int] | None = None,
+        boxes: dict[str, tuple[int, int, int, int]] | None = None, tta: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS, annotate_dir: str | Path | None = None,
+        out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Answers every image in turn; returns the exit status: 0, or 1 if any input failed.
 
-    `box` applies to every image, `boxes` (file name -> box) to the images it names."""
+    `box` applies to every image, `boxes` (file name -> box) to the images it names; the others are
+    localised by `localiser` (None: the whole photo is read as the crop). `annotate_dir` receives
+    each photo with its box and reading drawn (PNG, named after the photo)."""
     out, err = out or sys.stdout, err or sys.stderr
-    status, files, images = 0, [], []
-
-    def answer_batch() -> None:
-        lengths, digits, confidence = reader.read(np.concatenate(images))
-        start = 0
-        for file, crops in zip(files, images):
-            part = slice(start, start + len(crops))
-            start += len(crops)
-            a = answer(file, *vote(lengths[part], digits[part], confidence[part]), min_confidence)
-            print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)
-        files.clear()
-        images.clear()
-
+    status = 0
+    if annotate_dir is not None:
+        Path(annotate_dir).mkdir(parents=True, exist_ok=True)
     for file, error in find_images(paths):
         if error is None:
             try:
                 file_box = (boxes or {}).get(Path(file).name, box)
-                images.append(views(load_image(file, max_pixels), reader.config.recipe, file_box, tta))
-                files.append(file)
-                if len(files) == BATCH_SIZE:
-                    answer_batch()
+                result, image, scale = whole_photo.read_file(reader, localiser, file, file_box, tta, max_pixels)
+                a = answer(file, result, min_confidence)
+                if annotate_dir is not None:
+                    annotate(image, a, Path(annotate_dir) / f"{Path(file).stem}.png", scale)
+                print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)
                 continue
             except ImageError as e:
                 error = str(e)
+            except OSError as e:  # an annotation that cannot be written
+                error = f"cannot write the annotated picture ({e.strerror or e})"
             except Exception as e:  # a decoder's surprise must not stop the others
                 error = f"cannot read ({type(e).__name__}: {e})"
         if as_json:
@@ -212,8 +207,6 @@ def run(reader: Reader, paths: Sequence[str], *, as_json: bool = False, min_conf
         else:
             print(f"{file}: {error}", file=err, flush=True)
         status = 1
-    if files:
-        answer_batch()
     return status
 
 
@@ -236,10 +229,11 @@ def main(argv: list[str]) -> int:
         logging.set_verbosity(logging.ERROR)
     if FLAGS.cache_dir != "none":
         compilation_cache.enable(FLAGS.cache_dir or None)
+    quiet_libraries()  # orbax's noise when a checkpoint does not restore: the line below says it
     try:
-        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None  # orbax's abandoned reads
+        from svhn_jax.localise import Localiser
         reader = Reader.load(FLAGS.workdir)
-        sys.unraisablehook = hook
+        localiser = None if FLAGS.localiser == "none" else Localiser.load(FLAGS.localiser or None)
     except Exception as e:  # one line, never a traceback
         # A checkpoint of another model or shape: orbax's abandoned reads are collected later, each
         # printed as an "Exception ignored" traceback (hundreds of lines); this line already says it.
@@ -252,8 +246,9 @@ def main(argv: list[str]) -> int:
         print(f"{FLAGS.workdir or 'the shipped reader'}: cannot load a trained run ({type(e).__name__}: {reason})",
               file=sys.stderr)
         return 2
-    return run(reader, paths, as_json=FLAGS.json, min_confidence=FLAGS.min_confidence, box=box, boxes=boxes,
-               tta=FLAGS.tta, max_pixels=FLAGS.max_pixels)
+    return run(reader, paths, localiser=localiser, as_json=FLAGS.json, min_confidence=FLAGS.min_confidence,
+               box=box, boxes=boxes, tta=FLAGS.tta, max_pixels=FLAGS.max_pixels,
+               annotate_dir=FLAGS.annotate or None)
 
 
 if __name__ == "__main__":

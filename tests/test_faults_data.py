@@ -197,7 +197,9 @@ def test_predict_answers_every_readable_image_past_unreadable_ones(workdir, tmp_
                                           "/dev/zero: not a regular file (character device)",
                                           f"{tmp_path / 'mixed' / 'pipe.png'}: not a regular file (FIFO)"]
     alone, err = io.StringIO(), io.StringIO()  # the readable images on their own, in this process
-    assert predict.run(predict.Reader.load(workdir), [str(f) for f in good], out=alone, err=err) == 0
+    from svhn_jax.localise import Localiser
+    assert predict.run(predict.Reader.load(workdir), [str(f) for f in good], localiser=Localiser.load(), out=alone,
+                       err=err) == 0
     assert result.stdout == alone.getvalue() and len(result.stdout.splitlines()) == len(good)
 
 

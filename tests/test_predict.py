@@ -12,7 +12,7 @@ import pytest
 from conftest import run_module
 from PIL import Image
 
-from svhn_jax import predict
+from svhn_jax import photos, predict, reading
 
 # ----------------------------------------------------------------------------- files
 
@@ -111,7 +111,7 @@ def files(tmp_path_factory):
 def test_every_format_and_mode_decodes_to_rgb(files):
     folder, expect, _ = files
     for name, pixels in expect.items():
-        image = predict.load_image(folder / "good" / name)
+        image = photos.load_image(folder / "good" / name)
         assert image.dtype == np.uint8 and image.shape == pixels.shape, name
         tolerance = 8 if name.endswith((".jpg", ".JPEG")) else 1
         assert np.abs(image.astype(int) - pixels).max() <= tolerance, name
@@ -121,7 +121,7 @@ def test_bad_files_raise_one_line_errors(files):
     folder, _, bad = files
     for name, phrase in bad.items():
         with pytest.raises(predict.ImageError) as e:
-            predict.load_image(folder / "bad" / name)
+            photos.load_image(folder / "bad" / name)
         assert phrase in str(e.value) and "\n" not in str(e.value), (name, str(e.value))
 
 
@@ -140,12 +140,17 @@ def test_parse_box_and_answer():
     for text in ("1,2,3", "a,b,c,d", "0,0,0,5"):
         with pytest.raises(ValueError):
             predict.parse_box(text)
-    digits = np.array([4, 2, 10, 10, 10])
-    assert predict.answer("a.png", 2, digits, 0.5, 0.4)["number"] == "42"
-    low = predict.answer("a.png", 2, digits, 0.3, 0.4)
-    assert low == {"file": "a.png", "number": None, "reading": "42", "confidence": 0.3}
-    assert predict.format_answer(low) == "a.png: unreadable (best guess 42, confidence 0.300)"
-    assert predict.answer("a.png", 0, np.full(5, 10), 0.9, 0.0)["number"] is None  # nothing read
+    read = {"reading": "42", "confidence": 0.5, "box": [3, 4, 20, 10], "box_confidence": 0.8, "reason": None}
+    assert predict.answer("a.png", read, 0.4) == {"file": "a.png", "number": "42", "reading": "42", "confidence": 0.5,
+                                                  "box": [3, 4, 20, 10], "box_confidence": 0.8}
+    assert predict.format_answer(predict.answer("a.png", read, 0.4)) == "a.png: 42 (confidence 0.500, box 3,4,20,10)"
+    low = predict.answer("a.png", {**read, "confidence": 0.3}, 0.4)
+    assert low["number"] is None and low["reason"] == "confidence below 0.4"
+    assert predict.format_answer(low) == ("a.png: no number (confidence below 0.4; best guess 42, confidence 0.300, "
+                                          "box 3,4,20,10)")
+    nothing = predict.answer("a.png", {"reading": "", "confidence": 0.0, "box": None, "reason": "no digit read"}, 0.0)
+    assert nothing["number"] is None and predict.format_answer(nothing) == (
+        "a.png: no number (no digit read; confidence 0.000)")
 
 
 # ----------------------------------------------------------------------------- the CLI on a trained run
@@ -155,7 +160,8 @@ def test_cli_answers_good_files_and_names_each_bad_one(files, workdir, tmp_path)
     folder, expect, bad = files
     blank = save(Image.new("RGB", (64, 40), (128, 128, 128)), tmp_path / "blank.png")
     cache = tmp_path / "cache"
-    args = [f"--workdir={workdir}", f"--cache_dir={cache}", "--json", str(folder / "good"), str(folder / "bad"),
+    args = [f"--workdir={workdir}", "--localiser=none", f"--cache_dir={cache}", "--json", str(folder / "good"),
+            str(folder / "bad"),
             str(tmp_path / "missing.jpg"), str(tmp_path / "no_images"), str(blank)]
     (tmp_path / "no_images").mkdir()
     first = run_module("svhn_jax.predict", *args)
@@ -166,7 +172,8 @@ def test_cli_answers_good_files_and_names_each_bad_one(files, workdir, tmp_path)
     assert len(lines) == len(expect) + len(bad) + 3
     for name in expect:
         a = by_file[name]
-        assert set(a) == {"file", "number", "reading", "confidence"} and 0.0 <= a["confidence"] <= 1.0
+        assert set(a) - {"reason"} == {"file", "number", "reading", "confidence", "box", "box_confidence"}
+        assert 0.0 <= a["confidence"] <= 1.0 and a["box"] is None  # the whole photo read: no box
         assert a["number"] == (a["reading"] or None) and (a["reading"] == "" or a["reading"].isdigit())
     for name, phrase in bad.items():
         assert phrase in by_file[name]["error"]
@@ -178,13 +185,14 @@ def test_cli_answers_good_files_and_names_each_bad_one(files, workdir, tmp_path)
     assert cached, "the first call fills the compilation cache"
 
     # Text output; the blank image is unreadable at 0.9; nothing new is compiled the second time.
-    second = run_module("svhn_jax.predict", f"--workdir={workdir}", f"--cache_dir={cache}", "--verbosity=-1",
+    second = run_module("svhn_jax.predict", f"--workdir={workdir}", "--localiser=none", f"--cache_dir={cache}",
+                        "--verbosity=-1",
                         "--min_confidence=0.9", str(blank), str(folder / "good" / "rgb.png"),
                         str(folder / "bad" / "empty.png"), env={"JAX_LOG_COMPILES": "1"})
     assert "Persistent compilation cache hit for 'jit_infer'" in second.stderr
     assert second.returncode == 1 and "Traceback" not in second.stderr
     out = second.stdout.splitlines()
-    assert out[0].startswith(f"{blank}: unreadable (") and out[0].endswith(f"confidence {blank_confidence:.3f})")
+    assert out[0].startswith(f"{blank}: no number (") and out[0].endswith(f"confidence {blank_confidence:.3f})")
     assert out[1].startswith(f"{folder / 'good' / 'rgb.png'}: ")
     assert f"{folder / 'bad' / 'empty.png'}: empty file" in second.stderr.splitlines()
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == cached
@@ -198,10 +206,10 @@ def test_box_crops_as_in_training_and_all_good_exits_zero(workdir, tmp_path):
     save(Image.fromarray(photo), tmp_path / "photo.png")
     reader = predict.Reader.load(workdir)
     expected = pp.apply_recipe(photo, np.array([[30, 20, 40, 25]], np.float64), reader.config.recipe)
-    got = predict.preprocess(predict.load_image(tmp_path / "photo.png"), reader.config.recipe, (30, 20, 40, 25))
+    got = reading.preprocess(photos.load_image(tmp_path / "photo.png"), reader.config.recipe, (30, 20, 40, 25))
     np.testing.assert_array_equal(got, expected)
     with pytest.raises(predict.ImageError, match="outside"):
-        predict.preprocess(photo, reader.config.recipe, (500, 20, 40, 25))
+        reading.preprocess(photo, reader.config.recipe, (500, 20, 40, 25))
     out, err = io.StringIO(), io.StringIO()
     status = predict.run(reader, [str(tmp_path / "photo.png")], as_json=True, box=(30, 20, 40, 25), tta=False,
                          out=out, err=err)

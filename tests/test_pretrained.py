@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_module
 
-from svhn_jax import predict, pretrained
+from svhn_jax import pretrained, reading
 from svhn_jax.workdir import tree_sha256
 
 INFO = json.loads((pretrained.folder("reader") / "info.json").read_text())
@@ -53,22 +53,22 @@ def test_init_from_a_model_of_other_shapes_is_one_line(tiny_config, tmp_path):
 def test_vote_sums_confidence_per_reading_and_averages_over_views():
     lengths = np.array([2, 2, 3, 2])
     digits = np.array([[4, 2, 10, 10, 10], [4, 2, 10, 10, 10], [4, 2, 1, 10, 10], [1, 7, 10, 10, 10]])
-    length, best, confidence = predict.vote(lengths, digits, np.array([0.5, 0.4, 0.95, 0.2]))
+    length, best, confidence = reading.vote(lengths, digits, np.array([0.5, 0.4, 0.95, 0.2]))
     assert (length, list(best[:length])) == (3, [4, 2, 1])  # 0.95 beats 0.5 + 0.4
     assert confidence == pytest.approx(0.95 / 4)
-    one = predict.vote(lengths[:1], digits[:1], np.array([0.7]))
+    one = reading.vote(lengths[:1], digits[:1], np.array([0.7]))
     assert one[0] == 2 and one[2] == pytest.approx(0.7)
 
 
 def test_views_of_a_box_are_the_training_crop_and_its_scaled_and_shifted_copies():
     image = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
     box = (30, 15, 30, 24)
-    crops = predict.views(image, "seed32_grey", box, tta=True)
+    crops = reading.views(image, "seed32_grey", box, tta=True)
     assert crops.shape == (27, 32, 32, 1)
-    np.testing.assert_array_equal(crops[13], predict.preprocess(image, "seed32_grey", box))  # scale 1, no shift
+    np.testing.assert_array_equal(crops[13], reading.preprocess(image, "seed32_grey", box))  # scale 1, no shift
     assert len({c.tobytes() for c in crops}) == 27
-    np.testing.assert_array_equal(predict.views(image, "seed32_grey", box, tta=False)[0], crops[13])
-    assert predict.views(image, "seed32_grey", None, tta=True).shape == (1, 32, 32, 1)
+    np.testing.assert_array_equal(reading.views(image, "seed32_grey", box, tta=False)[0], crops[13])
+    assert reading.views(image, "seed32_grey", None, tta=True).shape == (1, 32, 32, 1)
 
 
 @pytest.mark.slow

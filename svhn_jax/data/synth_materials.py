@@ -119,7 +119,7 @@ def _rect_hits(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _text_mask(font: int, text: str, height: int, condense: float) -> Image.Image:
+def text_mask(font: int, text: str, height: int, condense: float) -> Image.Image:
     """`text` as one 'L' mask `height` pixels tall (glyph tops aligned, a small gap between)."""
     glyphs = [glyph(font, c) for c in text if c != " "]
     ref = max(g.height for g in glyphs)
@@ -151,8 +151,10 @@ def palette(rng: np.random.Generator) -> tuple[str, tuple, tuple, tuple]:
 
 
 def background(rng: np.random.Generator, size: tuple[int, int], d: float, union: np.ndarray,
-                scheme: str, wall: tuple, ink: tuple) -> Image.Image:
-    """A textured wall with clutter and distractor text, none of it over the number."""
+                scheme: str, wall: tuple, ink: tuple, digit_text_p: float = 0.35) -> Image.Image:
+    """A textured wall with clutter and distractor text, none of it over the number.
+
+    `digit_text_p`: how often a distractor is a digit string (0 for scenes that must hold no number)."""
     ww, wh = size
     amp = rng.uniform(4, 30) if scheme == "wall" else rng.uniform(4, 55)
     tint = (amp * (1.0 + rng.normal(0, 0.15, 3))).astype(np.float32)
@@ -180,14 +182,14 @@ def background(rng: np.random.Generator, size: tuple[int, int], d: float, union:
     if rng.random() < P_DISTRACT:  # words and letters anywhere off the number; digits off its crop
         uw, uh = union[2] - union[0], union[3] - union[1]
         for _ in range(int(rng.integers(1, 4))):
-            if rng.random() < 0.35:
+            if rng.random() < digit_text_p:
                 text = "".join(str(c) for c in rng.integers(0, 10, int(rng.integers(1, 4))))
                 forbid = union + np.array([-1, -1, 1, 1]) * np.array([0.25 * uw + 0.3 * d, 0.25 * uh + 0.3 * d] * 2)
             else:
                 text = str(rng.choice(_WORDS)) if rng.random() < 0.6 else str(rng.choice(list(_LETTERS)))
                 forbid = union + np.array([-1, -1, 1, 1]) * 0.15 * d
             th = max(5, int(d * rng.uniform(0.35, 1.0)))
-            mask = _text_mask(int(rng.integers(len(FONT_NAMES))), text, th, rng.uniform(0.7, 1.1))
+            mask = text_mask(int(rng.integers(len(FONT_NAMES))), text, th, rng.uniform(0.7, 1.1))
             for _ in range(4):
                 x, y = int(rng.uniform(-0.2, 1.0) * ww), int(rng.uniform(-0.2, 1.0) * wh)
                 if not _rect_hits((x, y, x + mask.width, y + mask.height), forbid):

@@ -218,3 +218,14 @@ def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     x0y0 = np.clip(np.rint(full[:, :2]), 0, None)
     x1y1 = np.maximum(np.minimum(np.rint(full[:, 2:]), [full_w, full_h]), x0y0 + 1)
     return image, np.c_[x0y0, x1y1 - x0y0].astype(np.int64)
+
+
+def render_wall(rng: np.random.Generator, width: int, height: int, d: float) -> np.ndarray:
+    """A photo of a wall with clutter and words but no number: uint8 [height, width, 3] (`d`: the text's
+    scale in pixels, as a number's digit height would be)."""
+    scale = min(4.0, rng.uniform(*WORK_DIGIT_HEIGHT) / d)
+    ww, wh = max(1, round(width * scale)), max(1, round(height * scale))
+    scheme, wall, _, ink = palette(rng)
+    far = np.array([-1e6, -1e6, -1e6 + 1, -1e6 + 1])  # no number to keep clear of
+    img = background(rng, (ww, wh), d * scale, far, scheme, wall, ink, digit_text_p=0.0)
+    return _camera(rng, img, d * scale, (width, height))

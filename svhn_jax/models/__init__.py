@@ -1,6 +1,7 @@
 """Model registry: `create_model(config)` picks a model family by ``config.model``.
 
-Every model maps a float image batch [B, H, W, C] to the logits of `heads.SequenceHeads`, takes
+Every reader maps a float image batch [B, H, W, C] to the logits of `heads.SequenceHeads` (the
+localiser, to its heat map: `models/localiser.py`), takes
 ``train`` as a keyword (dropout and BatchNorm behaviour), and keeps any BatchNorm running averages
 in the ``batch_stats`` collection.
 """
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from svhn_jax.models.goodfellow import Goodfellow
+from svhn_jax.models.localiser import Localiser
 from svhn_jax.models.reader_cnn import ReaderCNN
 from svhn_jax.models.resnet import ResNet18
 from svhn_jax.models.seed_cnn import SeedCNN
@@ -21,6 +23,7 @@ _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
     "seed_cnn": lambda c: SeedCNN(head=c.head),
     "goodfellow": lambda c: Goodfellow(head=c.head, first_layer=c.goodfellow_first_layer,
                                        dropout_rate=c.dropout_rate, dtype=jnp.dtype(c.model_dtype)),
+    "localiser": lambda c: Localiser(),
     "reader_cnn": lambda c: ReaderCNN(head=c.head, dropout_rate=c.dropout_rate),
     "resnet18": lambda c: ResNet18(head=c.head, dropout_rate=c.dropout_rate,
                                    dtype=jnp.dtype(c.model_dtype)),

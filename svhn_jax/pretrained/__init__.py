@@ -42,11 +42,12 @@ def export(workdir: str | Path, name: str, command: str) -> dict[str, Any]:
     steps = [int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit()]
     metrics = Path(workdir) / "metrics.jsonl"
     records = [json.loads(line) for line, _ in (workdir_lib.read_metrics(metrics) if metrics.exists() else [])]
-    accuracy = [r["eval_sequence_accuracy"] for r in records
-                if r["split"] == "eval" and r["step"] == max(steps) and "eval_sequence_accuracy" in r]
+    final = [r for r in records if r["split"] == "eval" and r["step"] == max(steps)]
+    final_eval = {k: v for k, v in (final[-1] if final else {}).items() if k.startswith("eval_")}
     info = {"params_sha256": workdir_lib.tree_sha256(variables["params"]), "step": max(steps), "command": command,
             "exported": datetime.date.today().isoformat(),
-            "synthetic_test_sequence_accuracy": accuracy[-1] if accuracy else None}
+            "synthetic_test_sequence_accuracy": final_eval.get("eval_sequence_accuracy"),
+            "synthetic_test": final_eval}
     out = folder(name)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "variables.msgpack", lambda p: p.write_bytes(flax.serialization.msgpack_serialize(variables)))
