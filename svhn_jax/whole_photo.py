@@ -9,7 +9,8 @@
    as an SVHN photo does (small numbers in big photos are found coarsely, then boxed closely);
 3. the reader reads every candidate box (27 test-time views voted, `reading.views`), and a box taller
    than wide is also read as digits stacked vertically (cut into 2-5 rows at the gaps between the
-   digits, laid side by side, read top to bottom, kept only when the reader reads one digit a row);
+   digits, laid side by side, read top to bottom; tried only where every cut falls in a gap, kept
+   only when the reader reads one digit a row);
 4. the answer is the candidate with the highest reader x localiser confidence; its confidence is
    that product. A photo the localiser finds no number in answers ``number: null`` with a reason.
 
@@ -34,6 +35,7 @@ ZOOM_CONTEXT = 2.5               # the refining look spans the box's larger side
 MIN_ZOOM_SIDE = 24               # pixels: a refining look never spans less of the photo
 TALL = 1.3                       # height / width above which a box is also read as stacked rows
 STACK_ROWS = (2, 3, 4, 5)
+MAX_GAP_INK = 0.5                # stacked rows are tried only where every cut falls in a gap (`gap_ink`)
 ROW_MARGIN = 0.08                # of the box's width, each side of a stacked row (the gap between digits)
 DECODE_SIDE = 1600               # big JPEGs are decoded at a reduced scale, longer side >= this, to be localised
 
@@ -69,15 +71,31 @@ def row_cuts(region: np.ndarray, rows: int) -> np.ndarray:
     """Where to cut `region` (the box's pixels) into `rows` rows: [rows + 1] offsets from its top, each
     inner cut moved (by up to a third of a row) to the pixel row with the least ink (the least
     luminance spread), i.e. into the gap between two stacked digits."""
+    return _cuts_and_gap_ink(region, rows)[0]
+
+
+def _ink_profile(region: np.ndarray) -> np.ndarray:
     lum = region.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    ink = lum.std(axis=1)
+    return lum.std(axis=1)
+
+
+def gap_ink(region: np.ndarray, rows: int) -> float:
+    """The most ink any of `row_cuts`' inner cuts crosses, relative to the box's median pixel row: near 0
+    when every cut falls in a gap between stacked digits, near 1 or more when one cuts a digit (a "1"
+    is as tall as two stacked digits, but a cut through it crosses its stem)."""
+    return _cuts_and_gap_ink(region, rows)[1]
+
+
+def _cuts_and_gap_ink(region: np.ndarray, rows: int) -> tuple[np.ndarray, float]:
+    ink = _ink_profile(region)
     h = len(ink)
     cuts = [0.0]
     for k in range(1, rows):
         centre, reach = k * h / rows, h / rows / 3
         lo, hi = int(max(cuts[-1] + 1, centre - reach)), int(min(h - 1, centre + reach)) + 1
         cuts.append(float(lo + np.argmin(ink[lo:hi])) if hi > lo else centre)
-    return np.array(cuts + [float(h)])
+    crossed = max(ink[int(c)] for c in cuts[1:]) if rows > 1 else 0.0
+    return np.array(cuts + [float(h)]), float(crossed / max(float(np.median(ink)), 1e-6))
 
 
 def stacked_rows(image: np.ndarray, box: np.ndarray, rows: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -112,7 +130,8 @@ def read_box(reader: BoxReader, image: np.ndarray, box: np.ndarray | tuple, tta:
     recipe = reader.config.recipe
     tries = [(None, views(image, recipe, tuple(int(round(v)) for v in box), tta))]
     if box[3] > TALL * box[2]:
-        for rows in STACK_ROWS:
+        region = _crop(image, box)[0]
+        for rows in (r for r in STACK_ROWS if gap_ink(region, r) < MAX_GAP_INK):
             strip, inner = stacked_rows(image, box, rows)
             tries.append((rows, views(strip, recipe, inner, tta)))
     lengths, digits, confidence = reader.read(np.concatenate([crops for _, crops in tries]))
@@ -127,6 +146,17 @@ def read_box(reader: BoxReader, image: np.ndarray, box: np.ndarray | tuple, tta:
     return best
 
 
+def candidates(localiser: Localiser, image: np.ndarray,
+               k: int = NUM_CANDIDATES) -> tuple[list[np.ndarray], list[float], float]:
+    """Where the number may be: (up to `k` refined boxes in the photo's pixels, best first, the
+    localiser's confidence in each, its probability that the photo holds no number). Proposals after
+    the first below `MIN_CANDIDATE_CONFIDENCE` are dropped."""
+    boxes, confidence, p_none = localiser.locate([image], k=k)
+    kept = [n for n in range(k) if n == 0 or confidence[0, n] >= MIN_CANDIDATE_CONFIDENCE]
+    return ([clip(image, refine(localiser, image, boxes[0, n])) for n in kept],
+            [float(confidence[0, n]) for n in kept], float(p_none[0]))
+
+
 def read_photo(reader: BoxReader, localiser: Localiser | None, image: np.ndarray,
                box: tuple[int, int, int, int] | None = None, tta: bool = True) -> dict[str, Any]:
     """One photo's answer: {"reading", "confidence", "box" [x, y, w, h] or None, "box_confidence",
@@ -136,21 +166,17 @@ def read_photo(reader: BoxReader, localiser: Localiser | None, image: np.ndarray
         reading, conf = read_box(reader, image, box if box is not None else whole, tta)
         return {"reading": reading, "confidence": conf, "box": None if box is None else [int(v) for v in box],
                 "box_confidence": None, "no_number": None, "reason": None if reading else "no digit read"}
-    boxes, box_conf, p_none = localiser.locate([image], k=NUM_CANDIDATES)
-    p_none = float(p_none[0])
+    found, box_conf, p_none = candidates(localiser, image)
     if p_none > NO_NUMBER:
         return {"reading": "", "confidence": 0.0, "box": None, "box_confidence": None, "no_number": p_none,
                 "reason": f"no house number found (the localiser gives {p_none:.2f} to none)"}
     best: dict[str, Any] = {"reading": "", "confidence": -1.0}
-    for n in range(NUM_CANDIDATES):
-        if n and box_conf[0, n] < MIN_CANDIDATE_CONFIDENCE:
-            break
-        found = clip(image, refine(localiser, image, boxes[0, n]))
-        reading, conf = read_box(reader, image, found, tta)
-        score = conf * float(box_conf[0, n])
+    for box, box_confidence in zip(found, box_conf):
+        reading, conf = read_box(reader, image, box, tta)
+        score = conf * box_confidence
         if score > best["confidence"]:
-            best = {"reading": reading, "confidence": score, "box": [int(round(v)) for v in found],
-                    "box_confidence": float(box_conf[0, n]), "no_number": p_none,
+            best = {"reading": reading, "confidence": score, "box": [int(round(v)) for v in box],
+                    "box_confidence": box_confidence, "no_number": p_none,
                     "reason": None if reading else "no digit read in the box found"}
     return best
 

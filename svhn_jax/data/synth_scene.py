@@ -198,7 +198,7 @@ def write_scenes(path: str | os.PathLike, num: int, seed: int, workers: int = 2,
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
-            images = f.create_dataset("images", (num, SIZE, SIZE, 3), np.uint8, chunks=(64, SIZE, SIZE, 3))
+            images = f.create_dataset("images", (num, SIZE, SIZE, 3), np.uint8, chunks=(min(64, num), SIZE, SIZE, 3))
             boxes = f.create_dataset("boxes", (num, 4), np.float32)
             f.attrs.update(seed=seed, num=num, size=SIZE)
             pool = get_context("spawn").Pool(workers)
