@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
@@ -180,11 +179,7 @@ def run(config: ml_collections.ConfigDict, workdir: Path, overwrite: bool) -> di
     workdir_lib.start(config, workdir, overwrite)  # data found, model built: the run may start
 
     manager = workdir_lib.checkpoint_manager(workdir, config)
-    restored = workdir_lib.restore_latest(manager, host_state, par.replicated)
-    if restored is not None:
-        host_state = par.to_host(restored)
-        workdir_lib.set_aside_newer(manager, int(host_state.step), workdir)
-        logging.info("Resumed from step %d", host_state.step)
+    host_state = workdir_lib.resume(manager, host_state, par, workdir)
     state = par.put_state(host_state)
     start_step, num_steps = int(host_state.step), config.num_train_steps
     log = workdir_lib.MetricsLog(workdir, start_step, num_steps)

@@ -169,6 +169,18 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, sharding: jax.shar
     return None
 
 
+def resume(manager: ocp.CheckpointManager, host_state: Any, par: Any, workdir: Path) -> Any:
+    """The host state a run starts from: its latest usable checkpoint's (`restore_latest`, placed as
+    `par` (a `parallel.DataParallel`) replicates it; newer unusable ones set aside), else `host_state`."""
+    restored = restore_latest(manager, host_state, par.replicated)
+    if restored is None:
+        return host_state
+    host_state = par.to_host(restored)
+    set_aside_newer(manager, int(host_state.step), workdir)
+    logging.info("Resumed from step %d", host_state.step)
+    return host_state
+
+
 def problem_with(state: Any, step: int, metadata: dict[str, Any]) -> str | None:
     """Why the `state` read from the checkpoint of `step` cannot be trusted (None: it can).
 
