@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -156,6 +157,8 @@ def quiet_libraries() -> None:
 
     from absl import logging as absl_logging
     absl_logging.get_absl_handler().addFilter(orbax_filter)
+    # The reads orbax abandoned also leave coroutines never awaited: Python warns about each at exit.
+    warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
     logging.getLogger("asyncio").addFilter(orphan_task_filter)
     default_unraisable = sys.unraisablehook
 

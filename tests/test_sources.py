@@ -59,4 +59,4 @@ def test_prepare_makes_the_synthetic_splits_training_reads(tiny_config, tmp_path
     bad = run_module("svhn_jax.prepare", "--dataset=synthetic", "--recipe=nope", f"--data_dir={tmp_path}")
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == ["error: unknown recipe 'nope'; choose "
                                                                       "one of seed32_grey, seed32_rgb, "
-                                                                      "goodfellow64_rgb, multi64_grey"]
+                                                                      "goodfellow64_rgb, multi64_grey, scene128_rgb"]
