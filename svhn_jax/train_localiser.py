@@ -81,9 +81,15 @@ def compute_gradients(state: TrainState, batch: dict[str, jax.Array], rng: jax.A
     return grads, {"loss": loss}, state.batch_stats
 
 
+@functools.cache
+def _apply(model: Any) -> Any:
+    """The jitted forward pass of `model` (one compilation per run, not one per evaluation)."""
+    return jax.jit(lambda p, x: model.apply({"params": p}, localise.prepare(x)))
+
+
 def evaluate(model: Any, params: Any, images: np.ndarray, boxes: np.ndarray, batch: int = 128) -> dict[str, float]:
     """Box IoU >= 0.5 rate on scenes with a number, "no number" told right (p_none > 0.5) on all."""
-    apply = jax.jit(lambda p, x: model.apply({"params": p}, localise.prepare(x)))
+    apply = _apply(model)
     found, none_right = [], []
     for start in range(0, len(images), batch):
         pred, _, p_none = localise.decode(apply(params, images[start:start + batch]), k=1)
@@ -130,9 +136,13 @@ def _run(config: ml_collections.ConfigDict, workdir: Path, overwrite: bool) -> d
 
     steps_per_epoch = len(train_images) // config.batch_size
 
+    @functools.lru_cache(maxsize=1)
+    def permutation(epoch: int) -> np.ndarray:  # drawn once an epoch, from (data seed, epoch)
+        return np.random.default_rng([data_seed, epoch]).permutation(len(train_images))
+
     def batch_at(step: int) -> dict[str, np.ndarray]:  # a pure function of (data seed, step)
         epoch, k = divmod(step, steps_per_epoch)
-        idx = np.random.default_rng([data_seed, epoch]).permutation(len(train_images))
+        idx = permutation(epoch)
         idx = np.sort(idx[k * config.batch_size:(k + 1) * config.batch_size])
         return {"images": train_images[idx], "boxes": train_boxes[idx]}
 
