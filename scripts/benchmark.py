@@ -127,10 +127,11 @@ def _setup(model: str, batch_size: int):
     """(config, par, model, device state, run_train, train split) as `train_and_evaluate` builds them."""
     import jax
 
-    from svhn_jax import parallel, train
+    from svhn_jax import trainer as train
+    from svhn_jax.core import parallel
+    from svhn_jax.core.state import create_train_state, make_optimizer
     from svhn_jax.data.model_input import input_shape
     from svhn_jax.models import create_model
-    from svhn_jax.state import create_train_state, make_optimizer
     config = _config(model, batch_size)
     par = parallel.DataParallel(config.parallel)
     parallel.check_divisible(batch_size)
@@ -153,7 +154,7 @@ def _compile_step(run_train, state, batch, key) -> tuple[Callable, list, float |
     ahead of time: one SPMD program, or host_reduce's two."""
     import jax
 
-    from svhn_jax import parallel
+    from svhn_jax.core import parallel
     if isinstance(run_train, parallel.HostReducedStep):
         flops = run_train.compile(state, batch, key)
         return run_train, run_train.programs, flops
@@ -166,7 +167,7 @@ def worker_train(model: str, batch_size: int) -> dict:
     """One training + evaluation measurement in this (fresh) process."""
     import jax
 
-    from svhn_jax import train
+    from svhn_jax import trainer as train
     from svhn_jax.data import pipeline
     load = os.getloadavg()[0]
     config, par, net, state, run_train, split = _setup(model, batch_size)
@@ -315,7 +316,7 @@ def worker_first_step(model: str, batch_size: int) -> dict:
     t_start = time.perf_counter()
     import jax
 
-    from svhn_jax import compilation_cache
+    from svhn_jax.core import compilation_cache
     from svhn_jax.data import pipeline
     cache = compilation_cache.enable()
     config, par, net, state, run_train, split = _setup(model, batch_size)
@@ -423,7 +424,7 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: --batch_size must be integers, got {','.join(FLAGS.batch_size)}")
     if not all(d.isdigit() and int(d) > 0 for d in FLAGS.cpu_devices):
         sys.exit(f"error: --cpu_devices must be positive integers, got {','.join(FLAGS.cpu_devices)}")
-    from svhn_jax.parallel import MODES
+    from svhn_jax.core.parallel import MODES
     if not set(FLAGS.parallel) <= {"auto", *MODES}:
         sys.exit(f"error: --parallel must be among auto,{','.join(MODES)}, got {','.join(FLAGS.parallel)}")
     from svhn_jax.models import model_names
@@ -431,7 +432,7 @@ def main(argv: list[str]) -> None:
     if unknown:
         sys.exit(f"error: unknown model {','.join(unknown)}; choose from {','.join(model_names())}")
     if FLAGS.worker:
-        from svhn_jax import xla_flags
+        from svhn_jax.core import xla_flags
         xla_flags.use_cpu_devices(int(FLAGS.cpu_devices[0]))
         fn = {"train": worker_train, "first_step": worker_first_step, "profile": worker_profile}[FLAGS.worker]
         emit(fn(FLAGS.model[0], sizes[0]))

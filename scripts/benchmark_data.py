@@ -24,7 +24,8 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from svhn_jax.data import digitstruct, svhn
+from svhn_jax.data.svhn import digitstruct
+from svhn_jax.data.svhn import ingest as svhn
 
 REPO = Path(__file__).resolve().parents[1]
 flags.DEFINE_string("labels", str(REPO.parent / "shared" / "data" / "svhn_train_labels.json"),

@@ -58,7 +58,9 @@ def timed_call(workdir: Path, image: Path, cache: Path) -> float:
 
 
 def in_process(workdir: Path, image: Path, repeats: int) -> tuple[float, float]:
-    from svhn_jax import photos, predict, reading
+    from svhn_jax.cli import predict
+    from svhn_jax.infer import photos
+    from svhn_jax.infer import reader as reading
     reader = predict.Reader.load(workdir)
     x = reading.preprocess(photos.load_image(image), reader.config.recipe)[None]
     start = time.perf_counter()
@@ -86,9 +88,9 @@ def make_photo(path: Path, size: tuple[int, int]) -> Path:
 
 
 def whole_photo(tmp: Path) -> dict:
-    from svhn_jax import whole_photo as wp
-    from svhn_jax.localise import Localiser
-    from svhn_jax.predict import Reader
+    from svhn_jax.cli.predict import Reader
+    from svhn_jax.infer import whole_photo as wp
+    from svhn_jax.infer.localiser import Localiser
     reader, localiser = Reader.load(None), Localiser.load(None)
     per_size = {}
     for size in PHOTO_SIZES:
@@ -128,7 +130,7 @@ def main(argv: list[str]) -> None:
         workdir = Path(FLAGS.workdir) if FLAGS.workdir else tmp / "run"
         if not FLAGS.workdir:
             from configs import test as test_config
-            from svhn_jax import train
+            from svhn_jax import trainer as train
             config = test_config.get_config()
             config.data_dir = str(tmp / "data")
             train.train_and_evaluate(config, workdir)

@@ -25,8 +25,8 @@ from pathlib import Path
 from absl import app, flags
 from PIL import Image
 
-from svhn_jax.data import synthetic
-from svhn_jax.data.digitstruct import Entry, write_digitstruct
+from svhn_jax.data.svhn.digitstruct import Entry, write_digitstruct
+from svhn_jax.data.synth import release as synthetic
 
 flags.DEFINE_integer("num", 4000, "Images written by the release benchmark.")
 flags.DEFINE_integer("workers", 2, "Processes of the release benchmark.")

@@ -4,7 +4,7 @@
 
 Reads ``../shared/data/svhn_train_labels.json`` (a list of {filename, width, height, boxes: [{label,
 xmin, ymin, xmax, ymax}]}) and writes the tables that `svhn_jax/data/synth_geometry.py` loads
-(``svhn_jax/data/synth_stats.json``, or ``--out``): the
+(``svhn_jax/data/synth/stats.json``, or ``--out``): the
 length and digit distributions, and quantile tables (at `Q_PROBS`) of image height, digit height as a
 fraction of the image height, box aspect per digit, the overlap of neighbouring boxes as a fraction
 of the narrower one (negative: a gap), the vertical step between neighbouring boxes, image aspect
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "svhn_train_labels.json"
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "svhn_jax" / "data" / "synth_stats.json"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "svhn_jax" / "data" / "synth" / "stats.json"
 Q_PROBS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.995)
 
 

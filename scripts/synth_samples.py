@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from svhn_jax.data import synthetic
+from svhn_jax.data.synth import release as synthetic
 
 
 def seed_crop(image: np.ndarray, boxes: np.ndarray, size: int = 32) -> np.ndarray:

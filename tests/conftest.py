@@ -63,7 +63,7 @@ def start_module(module: str, *args: str, output: Path, devices: int = 1, env: d
 def workdir(tmp_path_factory, data_dir):
     """configs/test.py trained once per session (used by test_report and test_predict)."""
     from configs import test as test_config
-    from svhn_jax import train
+    from svhn_jax import trainer as train
     path = tmp_path_factory.mktemp("trained_test_config")
     config = test_config.get_config()
     config.data_dir = str(data_dir)

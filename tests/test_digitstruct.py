@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from svhn_jax.data import digitstruct as ds
-from svhn_jax.data.digitstruct import DigitBox, Entry, bulk, writer
+from svhn_jax.data.svhn import digitstruct as ds
+from svhn_jax.data.svhn.digitstruct import DigitBox, Entry, bulk, writer
 
 ENTRIES = [
     Entry("1.png", (DigitBox(1, 246.0, 77.0, 81.0, 219.0), DigitBox(9, 323.0, 81.0, 96.0, 219.0))),

@@ -108,7 +108,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(prepared, tmp_
     import jax
     import numpy as np
 
-    from svhn_jax import workdir
+    from svhn_jax.core import workdir
     if (tmp_path / "checkpoints").exists() and any((tmp_path / "checkpoints").iterdir()):
         _, _, variables = workdir.load_for_inference(tmp_path)
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(variables))
@@ -257,8 +257,8 @@ def test_corrupt_newest_checkpoint_is_skipped_for_the_previous_one(corrupt, reas
 def test_a_checkpoint_is_trusted_only_with_its_own_step_finite_values_and_its_digest():
     import numpy as np
 
-    from svhn_jax.state import TrainState
-    from svhn_jax.workdir import problem_with, tree_sha256
+    from svhn_jax.core.state import TrainState
+    from svhn_jax.core.workdir import problem_with, tree_sha256
     good = TrainState(step=np.int32(8), params={"w": np.ones(3, np.float32)}, batch_stats={}, opt_state=())
     digest = {"state_sha256": tree_sha256(good)}
     assert problem_with(good, 8, digest) is None and problem_with(good, 8, {}) is None

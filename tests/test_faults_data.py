@@ -28,10 +28,11 @@ import pytest
 from conftest import REPO, run_module
 from PIL import Image
 
-from svhn_jax.data import store, svhn
-from svhn_jax.data.digitstruct import DigitBox, Entry, write_digitstruct
+from svhn_jax.data import store
 from svhn_jax.data.sources import DataWriteError
-from svhn_jax.data.svhn_release import DataError
+from svhn_jax.data.svhn import ingest as svhn
+from svhn_jax.data.svhn.digitstruct import DigitBox, Entry, write_digitstruct
+from svhn_jax.data.svhn.release import DataError
 
 # argv[1:]: the command to exec once CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2) are dropped
 # (prctl PR_CAPBSET_DROP = 24); a launcher, not a preexec_fn, which is unsafe in a threaded process.
@@ -175,7 +176,7 @@ def test_an_incomplete_split_is_not_taken_for_prepared(tmp_path, source):
 
 @pytest.mark.slow
 def test_predict_answers_every_readable_image_past_unreadable_ones(workdir, tmp_path):
-    from svhn_jax import predict
+    from svhn_jax.cli import predict
     rng = np.random.default_rng(6)
     for name in ("good1.png", "good2.png", "mixed/ok.png", "locked/inside.png"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
@@ -197,7 +198,7 @@ def test_predict_answers_every_readable_image_past_unreadable_ones(workdir, tmp_
                                           "/dev/zero: not a regular file (character device)",
                                           f"{tmp_path / 'mixed' / 'pipe.png'}: not a regular file (FIFO)"]
     alone, err = io.StringIO(), io.StringIO()  # the readable images on their own, in this process
-    from svhn_jax.localise import Localiser
+    from svhn_jax.infer.localiser import Localiser
     assert predict.run(predict.Reader.load(workdir), [str(f) for f in good], localiser=Localiser.load(), out=alone,
                        err=err) == 0
     assert result.stdout == alone.getvalue() and len(result.stdout.splitlines()) == len(good)

@@ -11,9 +11,12 @@ import pytest
 from conftest import REPO, module_env, run_module
 from PIL import Image
 
-from svhn_jax import localise, pretrained, score_photos, whole_photo
-from svhn_jax.data import synth_scene
-from svhn_jax.localise import CELL, GRID, SIZE
+from svhn_jax import pretrained
+from svhn_jax.cli import score_photos
+from svhn_jax.data.synth import scene as synth_scene
+from svhn_jax.infer import localiser as localise
+from svhn_jax.infer import whole_photo
+from svhn_jax.infer.localiser import CELL, GRID, SIZE
 
 HELD_OUT_SEED = 987_654  # never a training seed (configs/localiser.py renders seeds 1 and 2)
 
@@ -110,7 +113,7 @@ def _localiser_config(tiny_config, **overrides):
 
 @pytest.mark.slow
 def test_localiser_training_resumes_to_the_same_parameters(tiny_config, tmp_path):
-    from svhn_jax import train_localiser
+    from svhn_jax.tasks import localiser as train_localiser
     straight = train_localiser.train_and_evaluate(_localiser_config(tiny_config), tmp_path / "straight")
     train_localiser.train_and_evaluate(_localiser_config(tiny_config, num_train_steps=4), tmp_path / "resumed")
     resumed = train_localiser.train_and_evaluate(_localiser_config(tiny_config), tmp_path / "resumed")
@@ -121,7 +124,7 @@ def test_localiser_training_resumes_to_the_same_parameters(tiny_config, tmp_path
 # ------------------------------------------------------------------ the shipped localiser
 
 def test_shipped_localiser_is_recorded_and_finds_held_out_synthetic_numbers():
-    from svhn_jax.workdir import tree_sha256
+    from svhn_jax.core.workdir import tree_sha256
     info = json.loads((pretrained.folder("localiser") / "info.json").read_text())
     config, _, variables = pretrained.load("localiser")
     assert tree_sha256(variables["params"]) == info["params_sha256"] and config.model == "localiser"

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from svhn_jax import metrics
 from svhn_jax.data.store import encode_labels
 from svhn_jax.models import heads
+from svhn_jax.tasks import metrics
 
 P = metrics.PAD
 

@@ -22,13 +22,14 @@ import pytest
 from conftest import REPO
 
 from configs import default
-from svhn_jax import parallel, train
+from svhn_jax import trainer as train
+from svhn_jax.core import parallel
+from svhn_jax.core.state import create_train_state
 from svhn_jax.data.model_input import prepare_images
 from svhn_jax.models import conv, create_model, heads
 from svhn_jax.models.goodfellow import Goodfellow, maxout
 from svhn_jax.models.layers import max_pool_2x2_stride1_pad1, max_pool_2x2_stride2_pad1
 from svhn_jax.models.resnet import ResNet18
-from svhn_jax.state import create_train_state
 
 
 def KEY(seed: int) -> jax.Array:

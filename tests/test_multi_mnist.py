@@ -9,7 +9,7 @@ from conftest import SHARED, run_module
 from PIL import Image
 
 from svhn_jax.data import multi_mnist, sources, store
-from svhn_jax.labels import PAD
+from svhn_jax.data.labels import PAD
 
 MNIST_5K = SHARED / "data" / "mnist_5k.npz"
 

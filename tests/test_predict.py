@@ -12,7 +12,9 @@ import pytest
 from conftest import run_module
 from PIL import Image
 
-from svhn_jax import photos, predict, reading
+from svhn_jax.cli import predict
+from svhn_jax.infer import photos
+from svhn_jax.infer import reader as reading
 
 # ----------------------------------------------------------------------------- files
 

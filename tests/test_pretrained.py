@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import REPO, run_module
 
-from svhn_jax import pretrained, reading
-from svhn_jax.workdir import tree_sha256
+from svhn_jax import pretrained
+from svhn_jax.core.workdir import tree_sha256
+from svhn_jax.infer import reader as reading
 
 INFO = json.loads((pretrained.folder("reader") / "info.json").read_text())
 
@@ -30,7 +31,7 @@ def _reader_config(tiny_config, **overrides):
 
 @pytest.mark.slow
 def test_init_from_pretrained_starts_training_from_the_shipped_parameters_exactly(tiny_config, tmp_path):
-    from svhn_jax import train
+    from svhn_jax import trainer as train
     # Learning rate 0: two Adam steps leave the parameters as they started, so the final hash is the start's.
     config = _reader_config(tiny_config, init_from="pretrained", learning_rate=0.0, num_train_steps=2,
                             log_every_steps=1, eval_every_steps=2, checkpoint_every_steps=2)
@@ -45,7 +46,7 @@ def test_init_from_pretrained_starts_training_from_the_shipped_parameters_exactl
 
 @pytest.mark.slow
 def test_init_from_a_model_of_other_shapes_is_one_line(tiny_config, tmp_path):
-    from svhn_jax import train
+    from svhn_jax import trainer as train
     with pytest.raises(pretrained.PretrainedError, match="other layers or shapes"):
         train.train_and_evaluate(tiny_config(init_from="pretrained"), tmp_path / "seed")  # seed_cnn
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import run_module
 from PIL import Image
 
-from svhn_jax import report
+from svhn_jax.cli import report
 from svhn_jax.data.store import encode_labels
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from svhn_jax import compilation_cache
+from svhn_jax.core import compilation_cache
 from svhn_jax.models import conv, heads, layers
 from svhn_jax.models.seed_cnn import SeedCNN
 

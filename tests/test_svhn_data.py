@@ -14,8 +14,10 @@ import pytest
 from conftest import run_module
 from PIL import Image
 
-from svhn_jax.data import preprocess, store, svhn, svhn_release
-from svhn_jax.data.digitstruct import DigitBox, Entry, write_digitstruct
+from svhn_jax.data import preprocess, store
+from svhn_jax.data.svhn import ingest as svhn
+from svhn_jax.data.svhn import release as svhn_release
+from svhn_jax.data.svhn.digitstruct import DigitBox, Entry, write_digitstruct
 
 # name, (width, height), boxes (label, left, top, width, height); label 10 is the digit 0.
 RELEASE = [

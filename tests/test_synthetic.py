@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from svhn_jax.data import synth_geometry, synth_render, synthetic
-from svhn_jax.data.digitstruct import read_digitstruct
+from svhn_jax.data.svhn.digitstruct import read_digitstruct
+from svhn_jax.data.synth import geometry as synth_geometry
+from svhn_jax.data.synth import release as synthetic
+from svhn_jax.data.synth import render as synth_render
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = REPO.parent / "shared" / "data" / "svhn_train_labels.json"

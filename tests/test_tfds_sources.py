@@ -8,8 +8,9 @@ import pytest
 import tensorflow_datasets as tfds
 from conftest import run_module
 
-from svhn_jax.data import multi_mnist, preprocess, sources, store, tfds_sources
-from svhn_jax.labels import PAD
+from svhn_jax.data import multi_mnist, preprocess, sources, store
+from svhn_jax.data import tfds as tfds_sources
+from svhn_jax.data.labels import PAD
 
 NO_TF = importlib.util.find_spec("tensorflow") is None
 

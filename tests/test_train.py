@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import run_module
 
-from svhn_jax import compilation_cache, train, workdir
+from svhn_jax import trainer as train
+from svhn_jax.core import compilation_cache, workdir
+from svhn_jax.core.state import make_optimizer
 from svhn_jax.models import create_model
-from svhn_jax.state import make_optimizer
 
 compilation_cache.enable()
 

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from svhn_jax.core.parallel import AXIS
 from svhn_jax.data import augment
-from svhn_jax.parallel import AXIS
 
 
 def example_keys(rng: jax.Array, local_batch: int, axis_name: str | None) -> jax.Array:

@@ -32,9 +32,10 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from svhn_jax.data import paths, preprocess, store, tfds_sources
+from svhn_jax.data import paths, preprocess, store
+from svhn_jax.data import tfds as tfds_sources
+from svhn_jax.data.labels import MAX_DIGITS
 from svhn_jax.data.sources import DataMissingError
-from svhn_jax.labels import MAX_DIGITS
 
 POOLS = ("train", "test")
 POOL_SEED = 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import ml_collections
 
-from svhn_jax import fileio
+from svhn_jax.core import fileio
 
 SPLIT_SEEDS = {"train": 1, "test": 2, "extra": 3, "val": 4}  # generated datasets (synthetic, multi_mnist)
 OTHER_SPLIT_SEED = 5

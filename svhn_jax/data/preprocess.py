@@ -27,7 +27,7 @@ RECIPES: dict[str, Recipe] = {
     "seed32_rgb": Recipe(32, False),
     "goodfellow64_rgb": Recipe(64, False),
     "multi64_grey": Recipe(64, True),  # multi-digit MNIST (svhn_jax.data.multi_mnist)
-    "scene128_rgb": Recipe(128, False),  # whole photos, letterboxed, for the localiser (svhn_jax.localise)
+    "scene128_rgb": Recipe(128, False),  # whole photos, letterboxed, for the localiser (svhn_jax.infer.localiser)
 }
 SQUARE = frozenset({"goodfellow64_rgb"})  # recipes that make the union box square before expanding it
 EXPAND = 0.3  # growth of the box's width and height

@@ -20,17 +20,17 @@ from typing import Callable, Iterator
 
 import ml_collections
 
-from svhn_jax import filelock
+from svhn_jax.core import filelock
+from svhn_jax.core.errors import UserError
 from svhn_jax.data import paths
-from svhn_jax.errors import UserError
 
 EnsureSplit = Callable[[ml_collections.ConfigDict, str, Path], None]
 
 # config.dataset -> module under svhn_jax.data with `ensure_split` (imported on first use)
 REGISTRY = {
-    "synthetic": "synthetic_source",
-    "svhn": "svhn",
-    "svhn_cropped": "tfds_sources",
+    "synthetic": "synth.source",
+    "svhn": "svhn.ingest",
+    "svhn_cropped": "tfds",
     "multi_mnist": "multi_mnist",
     "hdf5": "store",
 }

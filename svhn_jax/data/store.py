@@ -26,8 +26,8 @@ import h5py
 import ml_collections
 import numpy as np
 
+from svhn_jax.data.labels import MAX_DIGITS, PAD
 from svhn_jax.data.sources import DataMissingError, DataWriteError, describe
-from svhn_jax.labels import MAX_DIGITS, PAD
 
 _STR = h5py.string_dtype("utf-8")
 

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from svhn_jax.labels import MAX_DIGITS, PAD
+from svhn_jax.data.labels import MAX_DIGITS, PAD
 
 NUM_LENGTH_CLASSES = MAX_DIGITS + 2  # 0..5 and ">5"
 HEAD_TYPES = ("blank", "length")

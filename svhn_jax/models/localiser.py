@@ -4,7 +4,7 @@ A small fully convolutional network on the photo letterboxed to 128 x 128 (`data
 strided convolutions down to 4 x 4 for the whole photo's context, a top-down path back to a 16 x 16
 grid (one cell = 8 pixels), and per cell a logit "the number's centre is here" plus its box (offset
 of the centre in the cell, log width and log height), and one more logit for "no number in this
-photo". `svhn_jax.localise` turns these into boxes; ~0.14 GFLOP a photo.
+photo". `svhn_jax.infer.localiser` turns these into boxes; ~0.14 GFLOP a photo.
 """
 from __future__ import annotations
 

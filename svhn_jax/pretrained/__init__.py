@@ -20,8 +20,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from svhn_jax.errors import UserError
-from svhn_jax.fileio import atomic_write
+from svhn_jax.core.errors import UserError
+from svhn_jax.core.fileio import atomic_write
 
 DIR = Path(__file__).resolve().parent
 
@@ -36,7 +36,7 @@ def folder(name: str) -> Path:
 
 def export(workdir: str | Path, name: str, command: str) -> dict[str, Any]:
     """Copies the latest checkpoint's variables and config of `workdir` into ``pretrained/<name>/``."""
-    from svhn_jax import workdir as workdir_lib
+    from svhn_jax.core import workdir as workdir_lib
     config, _, variables = workdir_lib.load_for_inference(workdir)
     variables = jax.device_get(variables)
     steps = [int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit()]
@@ -58,8 +58,8 @@ def export(workdir: str | Path, name: str, command: str) -> dict[str, Any]:
 
 def load(name: str = "reader") -> tuple[ml_collections.ConfigDict, nn.Module, dict[str, Any]]:
     """(config, model, variables) of the shipped weights `name`."""
+    from svhn_jax.core.workdir import saved_config
     from svhn_jax.models import create_model
-    from svhn_jax.workdir import saved_config
     src = folder(name)
     try:
         config = saved_config(src / "config.json")  # keys added since at their defaults
@@ -74,7 +74,7 @@ def initial_variables(spec: str) -> dict[str, Any]:
     or a workdir (its latest checkpoint)."""
     if spec == "pretrained" or spec.startswith("pretrained:"):
         return load(spec.partition(":")[2] or "reader")[2]
-    from svhn_jax import workdir as workdir_lib
+    from svhn_jax.core import workdir as workdir_lib
     return jax.device_get(workdir_lib.load_for_inference(spec)[2])
 
 

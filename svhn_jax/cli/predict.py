@@ -1,0 +1,263 @@
+"""Reads the house number in users' own photos: finds it, then reads it.
+
+  python -m svhn_jax.predict photo.jpg more_photos/ [--json] [--min_confidence=0.9] [--annotate=DIR]
+                             [--box=x,y,w,h | --boxes=labels.csv] [--workdir=W] [--localiser=L|none]
+
+Without ``--workdir`` the reader that ships with the package (`svhn_jax.pretrained`) reads; without
+``--localiser`` the shipped localiser finds the number (`svhn_jax.infer.whole_photo`: anywhere in the
+photo, any size, digits stacked vertically read top to bottom). ``--box=x,y,w,h`` (pixels,
+left/top/width/height, after EXIF rotation) or a ``--boxes`` CSV says where the digits are instead,
+and the crop is made exactly as in training (the box expanded by the recipe's margin).
+``--localiser=none`` reads the whole photo as the crop.
+
+Per image, one line: ``photo.jpg: 123 (confidence 0.982, box 40,12,60,30)``, or ``photo.jpg: no
+number (REASON; best guess 17, confidence 0.214, ...)`` when the localiser finds no number, the
+reader reads no digit, or the confidence is below ``--min_confidence``. The confidence is the
+reader's (the mean probability its 27 views give the answer) times the localiser's (its probability
+mass at the box). ``--json`` prints JSON lines instead: ``{"file", "number" (null: see "reason"),
+"reading", "confidence", "box" [x, y, w, h] or null, "box_confidence" (the localiser's; null for a
+given box), "reason" (only when "number" is null)}``. ``--annotate=DIR`` writes each photo as
+``DIR/<name>.png`` with the box and the reading drawn on it.
+
+Images: PNG, JPEG, BMP, GIF (first frame) or WebP, any mode — grey, 16-bit, palette, CMYK, and
+transparent ones composited over white — with EXIF orientation applied. A folder argument is read
+non-recursively (files with those suffixes, sorted). A file that cannot be read (missing, empty,
+truncated, not an image, over ``--max_pixels``, no permission, not a regular file: a FIFO or a
+device is never opened for reading, so it cannot block), a folder that cannot be listed or one
+without images gives one line naming it (stderr, or a JSON ``{"file", "error"}`` line with
+``--json``); the other images are still answered and the exit status is 1. A run that cannot be
+loaded (no checkpoint, a checkpoint of another model or shape) is one line naming it, exit status 2.
+
+Compiled programs are kept in the persistent JAX compilation cache of `svhn_jax.core.compilation_cache`
+(``--cache_dir``, else ``$SVHN_JAX_COMPILATION_CACHE``, else the user cache folder), so only the
+first call on a machine compiles.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+import numpy as np
+from absl import app, flags, logging
+
+from svhn_jax.core import compilation_cache
+from svhn_jax.core.errors import UserError, cli, one_line, quiet_libraries
+from svhn_jax.infer import whole_photo
+from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, find_images, read_labels
+
+BATCH_SIZE = 16  # fixed, so one compiled program serves any number of images
+_MAX_REASON = 300  # characters of a library's error message shown (orbax's run to kilobytes)
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """"x,y,w,h" -> ints; raises ValueError with a one-line reason."""
+    try:
+        x, y, w, h = (int(round(float(v))) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--box={text!r}: expected four numbers x,y,w,h") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"--box={text!r}: width and height must be positive")
+    return x, y, w, h
+
+
+# ----------------------------------------------------------------------------- model
+
+@dataclasses.dataclass
+class Reader:
+    """A trained run ready to read batches of preprocessed images."""
+
+    config: Any
+    variables: Any
+    infer: Any  # jitted (variables, uint8 [B, S, S, C]) -> (length [B], digits [B, 5], confidence [B])
+
+    @classmethod
+    def load(cls, workdir: str | os.PathLike | None = None) -> "Reader":
+        """The latest checkpoint of `workdir`, or the shipped reader when `workdir` is None or ''."""
+        import jax
+
+        from svhn_jax import pretrained
+        from svhn_jax.core import workdir as workdir_lib
+        from svhn_jax.models import sequences as inference
+        config, model, variables = (workdir_lib.load_for_inference(workdir) if workdir
+                                    else pretrained.load("reader"))
+
+        def infer(variables, images):  # variables as an argument: not baked into the program
+            reading, _ = inference.read(model, config, variables, images)
+            return reading
+
+        return cls(config=config, variables=variables, infer=jax.jit(infer))
+
+    def read(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """uint8 [N, S, S, C] -> (lengths [N], digits [N, 5], confidence [N]) in fixed-size batches."""
+        outputs = []
+        for start in range(0, len(images), BATCH_SIZE):
+            chunk = images[start:start + BATCH_SIZE]
+            padded = np.concatenate([chunk, np.zeros((BATCH_SIZE - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            outputs.append([np.asarray(a)[:len(chunk)] for a in self.infer(self.variables, padded)])
+        if not outputs:
+            return np.zeros((0,), np.int32), np.zeros((0, 5), np.int32), np.zeros((0,), np.float32)
+        lengths, digits, confidence = (np.concatenate(parts) for parts in zip(*outputs))
+        return lengths, digits, confidence
+
+
+def answer(file: str, result: dict[str, Any], min_confidence: float) -> dict[str, Any]:
+    """One image's answer from `whole_photo.read_photo`'s result: "number" is None when nothing is
+    read, the localiser finds no number, or the confidence is below `min_confidence` ("reason" says
+    which); "reading" is the best guess, "box" where it was read."""
+    reading, confidence = result["reading"], float(result["confidence"])
+    reason = result.get("reason")
+    if reason is None and confidence < min_confidence:
+        reason = f"confidence below {min_confidence:g}"
+    a = {"file": file, "number": reading if reason is None else None, "reading": reading,
+         "confidence": confidence, "box": result.get("box"), "box_confidence": result.get("box_confidence")}
+    return {**a, "reason": reason} if reason is not None else a
+
+
+def format_answer(a: dict[str, Any]) -> str:
+    where = f", box {','.join(map(str, a['box']))}" if a.get("box") else ""
+    if a["number"] is not None:
+        return f"{a['file']}: {a['number']} (confidence {a['confidence']:.3f}{where})"
+    guess = f"best guess {a['reading']}, " if a["reading"] else ""
+    return f"{a['file']}: no number ({a['reason']}; {guess}confidence {a['confidence']:.3f}{where})"
+
+
+def annotate(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.0, max_side: int = 1600) -> None:
+    """Writes `image` (the photo decoded at 1/`scale`; drawn at most `max_side` pixels) as a PNG with the
+    answer's box and reading drawn on it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from svhn_jax.core.fileio import atomic_write
+    picture = Image.fromarray(image)
+    shrink = min(1.0, max_side / max(picture.size))
+    if shrink < 1.0:
+        picture = picture.resize((max(1, round(picture.width * shrink)), max(1, round(picture.height * shrink))),
+                                 Image.Resampling.BILINEAR, reducing_gap=3.0)
+    draw = ImageDraw.Draw(picture)
+    width = max(2, round(max(picture.size) / 250))
+    label = a["number"] if a["number"] is not None else f"no number ({a['reading'] or '-'})"
+    font = ImageFont.load_default(size=max(12, round(max(picture.size) / 25)))
+    x, y = 2, 2
+    if a.get("box"):
+        bx, by, bw, bh = (v * shrink / scale for v in a["box"])
+        draw.rectangle((bx, by, bx + bw, by + bh), outline=(255, 0, 0), width=width)
+        x, y = bx, max(0, by - font.size - 2 * width)
+    text = f"{label} {a['confidence']:.2f}"
+    draw.rectangle(draw.textbbox((x, y), text, font=font), fill=(0, 0, 0))
+    draw.text((x, y), text, fill=(255, 255, 0), font=font)
+    atomic_write(path, lambda p: picture.save(p, format="PNG"))
+
+
+# ----------------------------------------------------------------------------- CLI
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The CLI's flags, defined only when run as a program (importing this module defines none)."""
+    flags.DEFINE_string("workdir", None, "A trained run's working directory (with checkpoints/); "
+                        "default: the reader that ships with the package.")
+    flags.DEFINE_bool("json", False, "Print JSON lines instead of text.")
+    flags.DEFINE_float("min_confidence", 0.0, "Answer 'unreadable' below this confidence (0-1).")
+    flags.DEFINE_string("box", "", "x,y,w,h: the digits' box in pixels; crop to it as in training.")
+    flags.DEFINE_string("boxes", "", "A CSV of file,number,x,y,w,h (as score_photos reads): each named "
+                        "photo's box (the number column is ignored).")
+    flags.DEFINE_bool("tta", True, "Read 27 views of each box (scaled, shifted) and vote.")
+    flags.DEFINE_string("localiser", "", "Where to look without a box: '' -> the shipped localiser, a "
+                        "localiser run's workdir, or 'none' (the whole photo is the crop).")
+    flags.DEFINE_string("annotate", "", "A folder: write each photo there with its box and reading drawn (PNG).")
+    flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images with more pixels than this.")
+    flags.DEFINE_string("cache_dir", "", "Persistent JAX compilation cache folder ('' -> "
+                        "$SVHN_JAX_COMPILATION_CACHE or the user cache folder, 'none' -> off).")
+
+
+def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json: bool = False,
+        min_confidence: float = 0.0, box: tuple[int, int, int, int] | None = None,
+        boxes: dict[str, tuple[int, int, int, int]] | None = None, tta: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS, annotate_dir: str | Path | None = None,
+        out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Answers every image in turn; returns the exit status: 0, or 1 if any input failed.
+
+    `box` applies to every image, `boxes` (file name -> box) to the images it names; the others are
+    localised by `localiser` (None: the whole photo is read as the crop). `annotate_dir` receives
+    each photo with its box and reading drawn (PNG, named after the photo)."""
+    out, err = out or sys.stdout, err or sys.stderr
+    status = 0
+    if annotate_dir is not None:
+        Path(annotate_dir).mkdir(parents=True, exist_ok=True)
+    for file, error in find_images(paths):
+        if error is None:
+            try:
+                file_box = (boxes or {}).get(Path(file).name, box)
+                result, image, scale = whole_photo.read_file(reader, localiser, file, file_box, tta, max_pixels)
+                a = answer(file, result, min_confidence)
+                if annotate_dir is not None:
+                    annotate(image, a, Path(annotate_dir) / f"{Path(file).stem}.png", scale)
+                print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)
+                continue
+            except ImageError as e:
+                error = str(e)
+            except OSError as e:  # an annotation that cannot be written
+                error = f"cannot write the annotated picture ({e.strerror or e})"
+            except Exception as e:  # a decoder's surprise must not stop the others
+                error = f"cannot read ({type(e).__name__}: {e})"
+        if as_json:
+            print(json.dumps({"file": file, "error": error}), file=out, flush=True)
+        else:
+            print(f"{file}: {error}", file=err, flush=True)
+        status = 1
+    return status
+
+
+@cli
+def main(argv: list[str]) -> int:
+    paths = argv[1:]
+    if not paths:
+        print("usage: python -m svhn_jax.predict [--workdir=W] IMAGE_OR_FOLDER...", file=sys.stderr)
+        return 2
+    try:
+        box = parse_box(FLAGS.box) if FLAGS.box else None
+        boxes = {r["file"]: r["box"] for r in read_labels(FLAGS.boxes) if r["box"]} if FLAGS.boxes else None
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    if not 0.0 <= FLAGS.min_confidence <= 1.0:
+        print(f"--min_confidence={FLAGS.min_confidence}: must lie in 0-1", file=sys.stderr)
+        return 2
+    if not FLAGS["verbosity"].present:  # keep the answers clean of the libraries' progress lines
+        logging.set_verbosity(logging.ERROR)
+    if FLAGS.cache_dir != "none":
+        compilation_cache.enable(FLAGS.cache_dir or None)
+    quiet_libraries()  # orbax's noise when a checkpoint does not restore: the line below says it
+    try:
+        from svhn_jax.infer.localiser import Localiser
+        reader = Reader.load(FLAGS.workdir)
+        localiser = None if FLAGS.localiser == "none" else Localiser.load(FLAGS.localiser or None)
+    except Exception as e:  # one line, never a traceback
+        # A checkpoint of another model or shape: orbax's abandoned reads are collected later, each
+        # printed as an "Exception ignored" traceback (hundreds of lines); this line already says it.
+        sys.unraisablehook = lambda unraisable: None
+        if isinstance(e, UserError):  # the workdir's own one-line errors already name it
+            print(one_line(e), file=sys.stderr)
+            return 2
+        reason = one_line(e)
+        reason = reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON] + " ..."
+        print(f"{FLAGS.workdir or 'the shipped reader'}: cannot load a trained run ({type(e).__name__}: {reason})",
+              file=sys.stderr)
+        return 2
+    return run(reader, paths, localiser=localiser, as_json=FLAGS.json, min_confidence=FLAGS.min_confidence,
+               box=box, boxes=boxes, tta=FLAGS.tta, max_pixels=FLAGS.max_pixels,
+               annotate_dir=FLAGS.annotate or None)
+
+
+def run_as_program() -> None:
+    """Runs the command (`python -m svhn_jax.predict`)."""
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_as_program()

@@ -1,0 +1,158 @@
+"""Users' photos: finding them, decoding them safely, and reading their labels.
+
+`find_images` expands files and folders (regular image files only: a FIFO or device never blocks),
+`load_image` decodes any common format and mode to RGB with EXIF orientation applied and memory
+bounded by ``max_pixels`` (`load_photo`: big JPEGs at a reduced scale), and `read_labels` reads a
+folder's labels: a CSV of ``file,number[,x,y,w,h]`` or a JSON list of ``{"file", "number", "box"}``.
+Used by `predict` and `score_photos`; every failure is an `ImageError` whose message is one line.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import stat
+import struct
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from svhn_jax.core.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+DEFAULT_MAX_PIXELS = 64_000_000  # ~8000 x 8000; an RGB copy is then ~200 MB
+
+
+class ImageError(UserError, ValueError):
+    """An input that cannot be answered; the message is the one line to print (without the path)."""
+
+
+_FILE_KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
+               stat.S_IFSOCK: "socket"}
+
+
+def _reason(e: OSError) -> str:
+    """"permission denied", "input/output error", ...: the OS's reason, in the style of our lines."""
+    return (e.strerror or type(e).__name__).lower()
+
+
+def find_images(paths: Sequence[str]) -> Iterator[tuple[str, str | None]]:
+    """Expands the arguments into (path, error) pairs: error is None for a file to read.
+
+    A folder yields its image-named entries other than subfolders, so that `load_image` names the
+    ones that are not regular files rather than skipping them unseen; one that cannot be listed
+    (no permission) yields its own error, and the other arguments are still expanded.
+    """
+    for arg in paths:
+        path = Path(arg)
+        try:
+            if not path.is_dir():
+                yield arg, None if path.exists() else "no such file or folder"
+                continue
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                           and not p.name.startswith(".") and not p.is_dir())
+        except OSError as e:  # a folder on the way, or this one, cannot be read
+            yield arg, _reason(e)
+            continue
+        if not found:
+            yield arg, f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder"
+        for p in found:
+            yield str(p), None
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow image -> uint8 [H, W, 3]: 16-bit scaled to 8-bit, transparency over white."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, np.float64)
+        if im.mode == "F":
+            a = a * 255.0 if a.size and a.max() <= 1.0 else a
+        elif im.mode.startswith("I;16") or (a.size and a.max() > 255):
+            a = a / 257.0  # 16-bit range 0-65535 -> 0-255
+        grey = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return np.asarray(im.convert("RGB"), np.uint8)
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decodes one image file to uint8 RGB [H, W, 3] with EXIF orientation applied.
+
+    The size is checked from the header before any pixel is decoded, so memory stays bounded by
+    ``max_pixels``. Only a regular file is read, and it is opened non-blocking: a FIFO or a device
+    (endless, or waiting for a writer) must not hang the program. Raises `ImageError` with a
+    one-line reason.
+    """
+    return load_photo(path, max_pixels)[0]
+
+
+def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_side: int = 0) -> tuple[np.ndarray, float]:
+    """`load_image`, but a JPEG whose longer side exceeds `max_side` (> 0) is decoded at a reduced
+    scale (1/2, 1/4 or 1/8: JPEG's own DCT scaling, four to sixty times less work and memory), never
+    below `max_side`: (image, scale) with scale = original pixels per decoded pixel."""
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the check below, from the header, replaces Pillow's own
+    try:
+        info = os.stat(path)
+        kind = stat.S_IFMT(info.st_mode)
+        if kind == stat.S_IFDIR:
+            raise ImageError("is a folder")
+        if kind != stat.S_IFREG:
+            raise ImageError(f"not a regular file ({_FILE_KINDS.get(kind, 'special file')})")
+        with warnings.catch_warnings(), open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(stream) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise ImageError(f"image too large ({width}x{height} pixels; the limit is "
+                                     f"{max_pixels:,}, see --max_pixels)")
+                im.seek(0)
+                if max_side and im.format == "JPEG" and max(width, height) > max_side:
+                    factor = max_side / max(width, height)
+                    im.draft("RGB", (math.ceil(width * factor), math.ceil(height * factor)))
+                scale = width / im.size[0]
+                im.load()
+                return _to_rgb(ImageOps.exif_transpose(im)), scale
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"image too large ({e}; see --max_pixels)") from None
+    except UnidentifiedImageError:
+        raise ImageError("empty file" if info.st_size == 0 else "not a readable image (unknown format)") from None
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, MemoryError) as e:
+        detail = str(e).strip() or type(e).__name__
+        raise ImageError(f"damaged or unsupported image ({detail})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
+
+
+def read_labels(path: str | Path) -> list[dict[str, Any]]:
+    """[{"file", "number", "box" (x, y, w, h) or None}] from a CSV or JSON labels file; a photo without
+    a house number has the number "none" in a CSV (null in JSON), read as ""."""
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        rows = [(r["file"], "" if r["number"] is None else str(r["number"]), r.get("box")) for r in json.loads(text)]
+    else:
+        rows = []
+        for cells in csv.reader(line for line in text.splitlines() if line.strip()):
+            cells = [c.strip() for c in cells]
+            if cells[1].lower() == "none":
+                cells[1] = ""
+            elif not cells[1].isdigit():
+                if not rows:  # a header
+                    continue
+                raise ValueError(f"{path}: {cells[0]}: number {cells[1]!r} is not a house number")
+            rows.append((cells[0], cells[1], [float(v) for v in cells[2:6]] if len(cells) >= 6 else None))
+    return [{"file": f, "number": n, "box": tuple(int(round(v)) for v in b) if b else None} for f, n, b in rows]

@@ -1,0 +1,193 @@
+"""Reading a whole photo: find the house number (the localiser), then read it there (the reader).
+
+`read_photo` is what `predict` and `score_photos` do with one photo:
+
+1. the localiser (`localise.Localiser`) sees the photo downscaled and letterboxed (bounded memory
+   and time whatever the photo's size) and proposes up to `NUM_CANDIDATES` boxes with its
+   confidence, and the probability that the photo holds no number;
+2. each proposal is refined by a second look at the photo around it, zoomed so the number fills it
+   as an SVHN photo does (small numbers in big photos are found coarsely, then boxed closely);
+3. the reader reads every candidate box (27 test-time views voted, `reading.views`), and a box taller
+   than wide is also read as digits stacked vertically (cut into 2-5 rows at the gaps between the
+   digits, laid side by side, read top to bottom; tried only where every cut falls in a gap, kept
+   only when the reader reads one digit a row);
+4. the answer is the candidate with the highest reader x localiser confidence; its confidence is
+   that product. A photo the localiser finds no number in answers ``number: null`` with a reason.
+
+A user's `box` skips 1-2: the box is read as given (its localiser confidence is then None).
+`read_file` does it all for a photo file.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from svhn_jax.infer.localiser import Localiser
+from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, load_photo
+from svhn_jax.infer.reader import views, vote
+
+NUM_CANDIDATES = 3
+MIN_CANDIDATE_CONFIDENCE = 0.05  # proposals below this are not read
+NO_NUMBER = 0.5                  # the localiser's p(no number) above which the photo holds none
+ZOOM_CONTEXT = 2.5               # the refining look spans the box's larger side times this
+MIN_ZOOM_SIDE = 24               # pixels: a refining look never spans less of the photo
+TALL = 1.3                       # height / width above which a box is also read as stacked rows
+STACK_ROWS = (2, 3, 4, 5)
+MAX_GAP_INK = 0.5                # stacked rows are tried only where every cut falls in a gap (`gap_ink`)
+ROW_MARGIN = 0.08                # of the box's width, each side of a stacked row (the gap between digits)
+DECODE_SIDE = 1600               # big JPEGs are decoded at a reduced scale, longer side >= this, to be localised
+
+
+class BoxReader(Protocol):
+    config: Any
+
+    def read(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of `box` (x, y, w, h; clipped to the photo) and the clipped box's top-left corner."""
+    h, w = image.shape[:2]
+    x0, y0 = np.clip(np.floor(box[:2]), 0, [w - 1, h - 1]).astype(int)
+    x1, y1 = np.clip(np.ceil(box[:2] + box[2:]), [x0 + 1, y0 + 1], [w, h]).astype(int)
+    return image[y0:y1, x0:x1], np.array([x0, y0], float)
+
+
+def refine(localiser: Localiser, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """`box` redrawn from a second look at the photo around it (the localiser's best box there)."""
+    side = max(MIN_ZOOM_SIDE, ZOOM_CONTEXT * float(box[2:].max()))
+    centre = box[:2] + box[2:] / 2
+    region, origin = _crop(image, np.r_[centre - side / 2, side, side])
+    boxes, confidence, _ = localiser.locate([region], k=1)
+    if confidence[0, 0] <= 0.0:
+        return box
+    found = boxes[0, 0].copy()
+    found[:2] += origin
+    return found
+
+
+def row_cuts(region: np.ndarray, rows: int) -> np.ndarray:
+    """Where to cut `region` (the box's pixels) into `rows` rows: [rows + 1] offsets from its top, each
+    inner cut moved (by up to a third of a row) to the pixel row with the least ink (the least
+    luminance spread), i.e. into the gap between two stacked digits."""
+    return _cuts_and_gap_ink(region, rows)[0]
+
+
+def _ink_profile(region: np.ndarray) -> np.ndarray:
+    lum = region.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return lum.std(axis=1)
+
+
+def gap_ink(region: np.ndarray, rows: int) -> float:
+    """The most ink any of `row_cuts`' inner cuts crosses, relative to the box's median pixel row: near 0
+    when every cut falls in a gap between stacked digits, near 1 or more when one cuts a digit (a "1"
+    is as tall as two stacked digits, but a cut through it crosses its stem)."""
+    return _cuts_and_gap_ink(region, rows)[1]
+
+
+def _cuts_and_gap_ink(region: np.ndarray, rows: int) -> tuple[np.ndarray, float]:
+    ink = _ink_profile(region)
+    h = len(ink)
+    cuts = [0.0]
+    for k in range(1, rows):
+        centre, reach = k * h / rows, h / rows / 3
+        lo, hi = int(max(cuts[-1] + 1, centre - reach)), int(min(h - 1, centre + reach)) + 1
+        cuts.append(float(lo + np.argmin(ink[lo:hi])) if hi > lo else centre)
+    crossed = max(ink[int(c)] for c in cuts[1:]) if rows > 1 else 0.0
+    return np.array(cuts + [float(h)]), float(crossed / max(float(np.median(ink)), 1e-6))
+
+
+def stacked_rows(image: np.ndarray, box: np.ndarray, rows: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The box cut into `rows` equal rows laid side by side (left to right = top to bottom), each with
+    a thin side margin of the photo, on a border of the rows' median colour (so the reader's crop
+    margin sees no neighbouring row): (image, the rows' union box in it)."""
+    x, y, w, h = box
+    cuts = row_cuts(_crop(image, box)[0], rows) + y
+    tiles = [_crop(image, np.array([x - ROW_MARGIN * w, top, (1 + 2 * ROW_MARGIN) * w, bottom - top]))[0]
+             for top, bottom in zip(cuts[:-1], cuts[1:])]
+    height = max(8, max(t.shape[0] for t in tiles))
+    tiles = [np.asarray(Image.fromarray(t).resize((max(1, round(t.shape[1] * height / t.shape[0])), height)))
+             for t in tiles]
+    strip = np.concatenate(tiles, axis=1)
+    pad_y, pad_x = int(round(0.25 * height)), int(round(0.2 * strip.shape[1]))
+    colour = np.median(strip.reshape(-1, 3), axis=0).astype(np.uint8)
+    canvas = np.empty((height + 2 * pad_y, strip.shape[1] + 2 * pad_x, 3), np.uint8)
+    canvas[:] = colour
+    canvas[pad_y:pad_y + height, pad_x:pad_x + strip.shape[1]] = strip
+    return canvas, (pad_x, pad_y, strip.shape[1], height)
+
+
+def clip(image: np.ndarray, box: np.ndarray | tuple) -> np.ndarray:
+    """`box` (x, y, w, h) cut to the photo, whole pixels, at least one pixel."""
+    region, corner = _crop(image, np.asarray(box, float))
+    return np.r_[corner, region.shape[1], region.shape[0]]
+
+
+def read_box(reader: BoxReader, image: np.ndarray, box: np.ndarray | tuple, tta: bool = True) -> tuple[str, float]:
+    """(reading, reader confidence) of the number in `box`; a tall box is also tried as stacked rows."""
+    box = np.asarray(box, float)
+    recipe = reader.config.recipe
+    tries = [(None, views(image, recipe, tuple(int(round(v)) for v in box), tta))]
+    if box[3] > TALL * box[2]:
+        region = _crop(image, box)[0]
+        for rows in (r for r in STACK_ROWS if gap_ink(region, r) < MAX_GAP_INK):
+            strip, inner = stacked_rows(image, box, rows)
+            tries.append((rows, views(strip, recipe, inner, tta)))
+    lengths, digits, confidence = reader.read(np.concatenate([crops for _, crops in tries]))
+    best, start = ("", 0.0), 0
+    for rows, crops in tries:
+        part = slice(start, start + len(crops))
+        start += len(crops)
+        n, row_digits, conf = vote(lengths[part], digits[part], confidence[part])
+        reading = "".join(str(int(d)) for d in row_digits[:n])
+        if (rows is None or n == rows) and conf > best[1]:
+            best = (reading, float(conf))
+    return best
+
+
+def candidates(localiser: Localiser, image: np.ndarray,
+               k: int = NUM_CANDIDATES) -> tuple[list[np.ndarray], list[float], float]:
+    """Where the number may be: (up to `k` refined boxes in the photo's pixels, best first, the
+    localiser's confidence in each, its probability that the photo holds no number). Proposals after
+    the first below `MIN_CANDIDATE_CONFIDENCE` are dropped."""
+    boxes, confidence, p_none = localiser.locate([image], k=k)
+    kept = [n for n in range(k) if n == 0 or confidence[0, n] >= MIN_CANDIDATE_CONFIDENCE]
+    return ([clip(image, refine(localiser, image, boxes[0, n])) for n in kept],
+            [float(confidence[0, n]) for n in kept], float(p_none[0]))
+
+
+def read_photo(reader: BoxReader, localiser: Localiser | None, image: np.ndarray,
+               box: tuple[int, int, int, int] | None = None, tta: bool = True) -> dict[str, Any]:
+    """One photo's answer: {"reading", "confidence", "box" [x, y, w, h] or None, "box_confidence",
+    "no_number" (the localiser's probability of none), "reason" (why there is no reading, or None)}."""
+    if box is not None or localiser is None:
+        whole = (0, 0, image.shape[1], image.shape[0])
+        reading, conf = read_box(reader, image, box if box is not None else whole, tta)
+        return {"reading": reading, "confidence": conf, "box": None if box is None else [int(v) for v in box],
+                "box_confidence": None, "no_number": None, "reason": None if reading else "no digit read"}
+    found, box_conf, p_none = candidates(localiser, image)
+    if p_none > NO_NUMBER:
+        return {"reading": "", "confidence": 0.0, "box": None, "box_confidence": None, "no_number": p_none,
+                "reason": f"no house number found (the localiser gives {p_none:.2f} to none)"}
+    best: dict[str, Any] = {"reading": "", "confidence": -1.0}
+    for box, box_confidence in zip(found, box_conf):
+        reading, conf = read_box(reader, image, box, tta)
+        score = conf * box_confidence
+        if score > best["confidence"]:
+            best = {"reading": reading, "confidence": score, "box": [int(round(v)) for v in box],
+                    "box_confidence": box_confidence, "no_number": p_none,
+                    "reason": None if reading else "no digit read in the box found"}
+    return best
+
+
+def read_file(reader: BoxReader, localiser: Localiser | None, path: str, box: tuple[int, int, int, int] | None = None,
+              tta: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[dict[str, Any], np.ndarray, float]:
+    """`read_photo` on the photo in `path`: (result with its box in the photo's pixels, the decoded
+    image, photo pixels per decoded pixel). Without a box a big JPEG is decoded at a reduced scale
+    (`DECODE_SIDE`): bounded time and memory, and numbers of >= 5 % of the width keep plenty of pixels."""
+    image, scale = load_photo(path, max_pixels, max_side=DECODE_SIDE if box is None and localiser is not None else 0)
+    result = read_photo(reader, localiser, image, box, tta)
+    if result["box"] is not None and scale != 1.0:
+        result["box"] = [int(round(v * scale)) for v in result["box"]]
+    return result, image, scale
