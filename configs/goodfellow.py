@@ -18,11 +18,11 @@ Prepare the data once (downloads ~2.5 GB: train, extra and test), then train:
   python -m svhn_jax.prepare --dataset=svhn --splits=train,extra,test --recipe=goodfellow64_rgb
   python -m svhn_jax.main --config=configs/goodfellow.py --workdir=workdirs/goodfellow
 """
-from configs import default
+from svhn_jax.core import config
 
 
 def get_config():
-    c = default.get_config()
+    c = config.reader()
     c.model = "goodfellow"
     c.head = "length"
     c.goodfellow_first_layer = "bn_relu"

@@ -7,17 +7,13 @@ photos, trained on synthetic whole scenes (`data/synth_scene.py`: SVHN-like phot
 number anywhere at 5-90 % of the width, stacked digits, night, tilted photos, scenes without a
 number), rendered once into the data folder. Resumable: the same command continues the run.
 """
-from configs import default
+from svhn_jax.core import config
 
 
 def get_config():
-    c = default.get_config()
-    c.model = "localiser"
-    c.recipe = "scene128_rgb"
-    c.dataset = "scenes"
+    c = config.localiser()
     c.num_scenes_train = 24_000
     c.num_scenes_test = 1000
-    c.scene_seed = 0
     c.batch_size = 64
     c.learning_rate = 1e-3
     c.lr_decay_steps = 1000

@@ -22,11 +22,11 @@ or with explicit files:
   python -m svhn_jax.main --config=configs/multi_mnist.py --workdir=workdirs/multi_mnist \\
       --config.dataset=hdf5 --config.train_file=data/mm/train.h5 --config.eval_file=data/mm/test.h5
 """
-from configs import default
+from svhn_jax.core import config
 
 
 def get_config():
-    c = default.get_config()
+    c = config.reader()
     c.model = "seed_cnn"
     c.head = "blank"
     c.dataset = "multi_mnist"

@@ -8,11 +8,11 @@ docs/results.md.
 
   python -m svhn_jax.main --config=configs/quickstart.py --workdir=workdirs/quickstart
 """
-from configs import default
+from svhn_jax.core import config
 
 
 def get_config():
-    c = default.get_config()
+    c = config.reader()
     c.dataset = "synthetic"
     c.recipe = "seed32_grey"
     c.num_synthetic_train = 20000

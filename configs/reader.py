@@ -8,11 +8,11 @@ set, strong on-device augmentation (zoom, rotation, shift, contrast, polarity, n
 drawn loosely) and per-image standardisation. Resumable: the same command continues the run.
 Judged on real photos, not on synthetic accuracy (README, "Reading real photos").
 """
-from configs import default
+from svhn_jax.core import config
 
 
 def get_config():
-    c = default.get_config()
+    c = config.reader()
     c.model = "reader_cnn"
     c.head = "length"
     c.dropout_rate = 0.3

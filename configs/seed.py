@@ -8,11 +8,11 @@ Prepare the data once (downloads 680 MB), then train:
   python -m svhn_jax.prepare --dataset=svhn --splits=train,test --recipe=seed32_grey
   python -m svhn_jax.main --config=configs/seed.py --workdir=workdirs/seed
 """
-from configs import default
+from svhn_jax.core import config
 
 
 def get_config():
-    c = default.get_config()
+    c = config.reader()
     c.dataset = "svhn"
     c.recipe = "seed32_grey"
     c.train_splits = ("train",)

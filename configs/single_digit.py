@@ -12,11 +12,11 @@ The first run builds the TFDS copy (downloads train, test and extra, about 1.5 G
 (`main` also prepares missing splits itself.) Add the 531k extra digits with
 ``--config.train_splits=train,extra``.
 """
-from configs import default
+from svhn_jax.core import config
 
 
 def get_config():
-    c = default.get_config()
+    c = config.reader()
     c.model = "seed_cnn"
     c.head = "blank"
     c.dataset = "svhn_cropped"

@@ -1,9 +1,9 @@
 """A tiny configuration for the tests: a few steps on a few hundred synthetic images."""
-from configs import default
+from svhn_jax.core import config
 
 
 def get_config():
-    c = default.get_config()
+    c = config.reader()
     c.dataset = "synthetic"
     c.num_synthetic_train = 256
     c.num_synthetic_test = 100

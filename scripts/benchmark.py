@@ -11,7 +11,7 @@ Every (model, batch size) is measured in fresh subprocesses, so each gets its ow
 compilation; with ``--torch`` the JAX and PyTorch runs alternate ``--rounds`` times, so both see
 the same machine load, and a ``summary`` line gives the medians and their ratio. Records:
 
-- ``train``: the real training step (`train.make_train_step`, as in training; ``--parallel`` picks
+- ``train``: the real training step (`trainer.make_train_step`, as in training; ``--parallel`` picks
   the mode):
   ``train_images_per_second`` with batches from the real input pipeline (`pipeline.TrainBatches`
   over an in-memory split, prefetched and placed on device in a background thread), and
@@ -19,7 +19,7 @@ the same machine load, and a ``summary`` line gives the medians and their ratio.
   input pipeline costs); ``cpu_ms_per_step`` (process CPU time, robust to a busy machine),
   ``compile_seconds`` (lowering + XLA compilation, no persistent cache), ``step_gflop`` (XLA cost
   analysis) and ``fraction_of_peak`` (against `peak_gflops`), ``eval_images_per_second`` (the
-  real `train.evaluate`: padded batches, predictions fetched to the host), ``peak_rss_mb``.
+  real `tasks.reader.evaluate`: padded batches, predictions fetched to the host), ``peak_rss_mb``.
 - ``profile`` (``--profile``): milliseconds per step in each XLA op (a ``jax.profiler`` trace), the
   top ``--profile_top`` with their output shapes and the heavy ops inside each fusion.
 - ``first_step``: a new process's first training step with an empty persistent compilation cache
@@ -167,12 +167,12 @@ def worker_train(model: str, batch_size: int) -> dict:
     """One training + evaluation measurement in this (fresh) process."""
     import jax
 
-    from svhn_jax import trainer as train
     from svhn_jax.data import pipeline
+    from svhn_jax.tasks import reader as reader_task
     load = os.getloadavg()[0]
     config, par, net, state, run_train, split = _setup(model, batch_size)
     key = jax.random.key(1)
-    batches = pipeline.TrainBatches(split, batch_size, seed=0)
+    batches = pipeline.TrainBatches(pipeline.training_arrays(split), batch_size, seed=0)
     resident = par.put_batch(batches.local_batch(0))
 
     t = time.perf_counter()
@@ -206,10 +206,10 @@ def worker_train(model: str, batch_size: int) -> dict:
     pipeline_ms = (time.perf_counter() - t) / 50 * 1e3
 
     eval_split = _random_split(config, FLAGS.eval_examples, seed=1)
-    run_eval = train.make_eval_step(config, net, par)
-    train.evaluate(run_eval, state, _random_split(config, config.eval_batch_size, 2), config, par)  # compiles
+    run_eval = reader_task.make_eval_step(config, net, par)
+    reader_task.evaluate(run_eval, state, _random_split(config, config.eval_batch_size, 2), config, par)  # compiles
     t = time.perf_counter()
-    train.evaluate(run_eval, state, eval_split, config, par)
+    reader_task.evaluate(run_eval, state, eval_split, config, par)
     eval_s = time.perf_counter() - t
 
     on_cpu = jax.devices()[0].platform == "cpu"
@@ -274,7 +274,7 @@ def worker_profile(model: str, batch_size: int) -> dict:
 
     from svhn_jax.data import pipeline
     config, par, net, state, run_train, split = _setup(model, batch_size)
-    batch = par.put_batch(pipeline.TrainBatches(split, batch_size, seed=0).local_batch(0))
+    batch = par.put_batch(pipeline.TrainBatches(pipeline.training_arrays(split), batch_size, seed=0).local_batch(0))
     key = jax.random.key(1)
     step, programs, _ = _compile_step(run_train, state, batch, key)
     ops = {}  # (module, instruction) -> info: instruction names repeat across programs
@@ -320,7 +320,7 @@ def worker_first_step(model: str, batch_size: int) -> dict:
     from svhn_jax.data import pipeline
     cache = compilation_cache.enable()
     config, par, net, state, run_train, split = _setup(model, batch_size)
-    batch = par.put_batch(pipeline.TrainBatches(split, batch_size, seed=0).local_batch(0))
+    batch = par.put_batch(pipeline.TrainBatches(pipeline.training_arrays(split), batch_size, seed=0).local_batch(0))
     t = time.perf_counter()
     state, metrics = run_train(state, batch, jax.random.key(1))
     jax.block_until_ready((state, metrics))

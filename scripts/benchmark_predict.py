@@ -58,18 +58,18 @@ def timed_call(workdir: Path, image: Path, cache: Path) -> float:
 
 
 def in_process(workdir: Path, image: Path, repeats: int) -> tuple[float, float]:
-    from svhn_jax.cli import predict
     from svhn_jax.infer import photos
     from svhn_jax.infer import reader as reading
-    reader = predict.Reader.load(workdir)
+    from svhn_jax.infer.reader import Reader
+    reader = Reader.load(workdir)
     x = reading.preprocess(photos.load_image(image), reader.config.recipe)[None]
     start = time.perf_counter()
-    reader.read(x)
+    reader.read_crops(x)
     first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        reader.read(x)
+        reader.read_crops(x)
         times.append(time.perf_counter() - start)
     return first, statistics.median(times)
 

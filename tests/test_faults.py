@@ -108,9 +108,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(prepared, tmp_
     import jax
     import numpy as np
 
-    from svhn_jax.core import workdir
+    from svhn_jax.infer import weights
     if (tmp_path / "checkpoints").exists() and any((tmp_path / "checkpoints").iterdir()):
-        _, _, variables = workdir.load_for_inference(tmp_path)
+        _, _, variables = weights.from_workdir(tmp_path)
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(variables))
 
 

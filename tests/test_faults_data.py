@@ -199,7 +199,8 @@ def test_predict_answers_every_readable_image_past_unreadable_ones(workdir, tmp_
                                           f"{tmp_path / 'mixed' / 'pipe.png'}: not a regular file (FIFO)"]
     alone, err = io.StringIO(), io.StringIO()  # the readable images on their own, in this process
     from svhn_jax.infer.localiser import Localiser
-    assert predict.run(predict.Reader.load(workdir), [str(f) for f in good], localiser=Localiser.load(), out=alone,
+    from svhn_jax.infer.reader import Reader
+    assert predict.run(Reader.load(workdir), [str(f) for f in good], localiser=Localiser.load(), out=alone,
                        err=err) == 0
     assert result.stdout == alone.getvalue() and len(result.stdout.splitlines()) == len(good)
 

@@ -12,21 +12,24 @@ def make_split(n):
 
 
 def test_batch_is_a_function_of_seed_and_step():
-    split = make_split(100)
-    a, b = pipeline.TrainBatches(split, 16, seed=7), pipeline.TrainBatches(split, 16, seed=7)
+    arrays = pipeline.training_arrays(make_split(100))
+    a, b = pipeline.TrainBatches(arrays, 16, seed=7), pipeline.TrainBatches(arrays, 16, seed=7)
     for step in [0, 1, 2, 13, 5, 40]:  # b jumps around; a walks in order
         np.testing.assert_array_equal(a.global_indices(step), b.global_indices(step))
     epoch0 = np.concatenate([a.global_indices(s) for s in range(6)])  # 6 full batches per epoch
     assert len(set(epoch0.tolist())) == 96  # no repeats inside an epoch
     assert not np.array_equal(a.global_indices(0), a.global_indices(6))  # a new order each epoch
-    assert not np.array_equal(a.global_indices(0), pipeline.TrainBatches(split, 16, seed=8).global_indices(0))
+    assert not np.array_equal(a.global_indices(0), pipeline.TrainBatches(arrays, 16, seed=8).global_indices(0))
+    ordered = pipeline.TrainBatches(arrays, 16, seed=7, sort=True)  # the localiser's: the same rows, in order
+    np.testing.assert_array_equal(ordered.global_indices(13), np.sort(a.global_indices(13)))
+    assert ordered.local_batch(13).keys() == {"images", "lengths", "digits"}
 
 
 def test_processes_read_disjoint_slices_of_the_same_global_batch():
-    split = make_split(100)
-    parts = [pipeline.TrainBatches(split, 16, 3, process_index=p, process_count=2).local_batch(5)["images"]
+    arrays = pipeline.training_arrays(make_split(100))
+    parts = [pipeline.TrainBatches(arrays, 16, 3, process_index=p, process_count=2).local_batch(5)["images"]
              for p in range(2)]
-    whole = pipeline.TrainBatches(split, 16, 3).local_batch(5)["images"]
+    whole = pipeline.TrainBatches(arrays, 16, 3).local_batch(5)["images"]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
@@ -42,7 +45,7 @@ def test_eval_pads_the_last_batch_and_masks_it():
 
 def test_batch_larger_than_split_is_an_error():
     with pytest.raises(ValueError, match="larger than the training set"):
-        pipeline.TrainBatches(make_split(8), 16, 0)
+        pipeline.TrainBatches(pipeline.training_arrays(make_split(8)), 16, 0)
 
 
 def test_prefetch_reraises_errors():

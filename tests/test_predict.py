@@ -13,8 +13,9 @@ from conftest import run_module
 from PIL import Image
 
 from svhn_jax.cli import predict
-from svhn_jax.infer import photos
+from svhn_jax.infer import photos, whole_photo
 from svhn_jax.infer import reader as reading
+from svhn_jax.infer.reader import Reader
 
 # ----------------------------------------------------------------------------- files
 
@@ -122,7 +123,7 @@ def test_every_format_and_mode_decodes_to_rgb(files):
 def test_bad_files_raise_one_line_errors(files):
     folder, _, bad = files
     for name, phrase in bad.items():
-        with pytest.raises(predict.ImageError) as e:
+        with pytest.raises(photos.ImageError) as e:
             photos.load_image(folder / "bad" / name)
         assert phrase in str(e.value) and "\n" not in str(e.value), (name, str(e.value))
 
@@ -143,14 +144,15 @@ def test_parse_box_and_answer():
         with pytest.raises(ValueError):
             predict.parse_box(text)
     read = {"reading": "42", "confidence": 0.5, "box": [3, 4, 20, 10], "box_confidence": 0.8, "reason": None}
-    assert predict.answer("a.png", read, 0.4) == {"file": "a.png", "number": "42", "reading": "42", "confidence": 0.5,
-                                                  "box": [3, 4, 20, 10], "box_confidence": 0.8}
-    assert predict.format_answer(predict.answer("a.png", read, 0.4)) == "a.png: 42 (confidence 0.500, box 3,4,20,10)"
-    low = predict.answer("a.png", {**read, "confidence": 0.3}, 0.4)
+    answer = whole_photo.answer
+    assert answer("a.png", read, 0.4) == {"file": "a.png", "number": "42", "reading": "42", "confidence": 0.5,
+                                          "box": [3, 4, 20, 10], "box_confidence": 0.8}
+    assert predict.format_answer(answer("a.png", read, 0.4)) == "a.png: 42 (confidence 0.500, box 3,4,20,10)"
+    low = answer("a.png", {**read, "confidence": 0.3}, 0.4)
     assert low["number"] is None and low["reason"] == "confidence below 0.4"
     assert predict.format_answer(low) == ("a.png: no number (confidence below 0.4; best guess 42, confidence 0.300, "
                                           "box 3,4,20,10)")
-    nothing = predict.answer("a.png", {"reading": "", "confidence": 0.0, "box": None, "reason": "no digit read"}, 0.0)
+    nothing = answer("a.png", {"reading": "", "confidence": 0.0, "box": None, "reason": "no digit read"}, 0.0)
     assert nothing["number"] is None and predict.format_answer(nothing) == (
         "a.png: no number (no digit read; confidence 0.000)")
 
@@ -206,18 +208,18 @@ def test_box_crops_as_in_training_and_all_good_exits_zero(workdir, tmp_path):
     rng = np.random.default_rng(3)
     photo = rng.integers(0, 256, (80, 120, 3), dtype=np.uint8)
     save(Image.fromarray(photo), tmp_path / "photo.png")
-    reader = predict.Reader.load(workdir)
+    reader = Reader.load(workdir)
     expected = pp.apply_recipe(photo, np.array([[30, 20, 40, 25]], np.float64), reader.config.recipe)
     got = reading.preprocess(photos.load_image(tmp_path / "photo.png"), reader.config.recipe, (30, 20, 40, 25))
     np.testing.assert_array_equal(got, expected)
-    with pytest.raises(predict.ImageError, match="outside"):
+    with pytest.raises(photos.ImageError, match="outside"):
         reading.preprocess(photo, reader.config.recipe, (500, 20, 40, 25))
     out, err = io.StringIO(), io.StringIO()
     status = predict.run(reader, [str(tmp_path / "photo.png")], as_json=True, box=(30, 20, 40, 25), tta=False,
                          out=out, err=err)
     assert status == 0 and err.getvalue() == ""
     a = json.loads(out.getvalue())
-    length, digits, confidence = reader.read(expected[None])
+    length, digits, confidence = reader.read_crops(expected[None])
     assert a["reading"] == "".join(str(d) for d in digits[0][: length[0]])
     assert a["confidence"] == pytest.approx(float(confidence[0]))
 

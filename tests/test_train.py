@@ -8,8 +8,9 @@ import pytest
 from conftest import run_module
 
 from svhn_jax import trainer as train
-from svhn_jax.core import compilation_cache, workdir
+from svhn_jax.core import compilation_cache
 from svhn_jax.core.state import make_optimizer
+from svhn_jax.infer import weights
 from svhn_jax.models import create_model
 
 compilation_cache.enable()
@@ -65,7 +66,7 @@ def test_resume_equals_straight(straight_run, tiny_config, tmp_path):
 
 
 def _params(path):
-    _, _, variables = workdir.load_for_inference(path)
+    _, _, variables = weights.from_workdir(path)
     return jax.tree.map(np.asarray, variables["params"])
 
 

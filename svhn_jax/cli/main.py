@@ -6,19 +6,19 @@ Ctrl-C saves a checkpoint and exits 128 + signal (143, 130) for a scheduler to r
 """
 from __future__ import annotations
 
-from svhn_jax.core import errors
+from svhn_jax.core import signals
 
 # Ctrl-C or SIGTERM while the libraries below load (seconds): one line, not a traceback (`cli` takes over).
-errors.handle_stop_signals(errors.exit_at_once)
+signals.handle_stop_signals(signals.exit_at_once)
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from svhn_jax import trainer as train
+from svhn_jax import trainer
 from svhn_jax.core import compilation_cache, parallel, xla_flags
-from svhn_jax.core.errors import UserError, cli, one_line
+from svhn_jax.core.cli import cli, quiet_libraries
+from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.models import BATCH_NORM_MODELS
-from svhn_jax.tasks import localiser as train_localiser
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
@@ -45,13 +45,12 @@ def main(argv: list[str]) -> None:
         xla_flags.use_cpu_devices(FLAGS.cpu_devices, collective_free)
     except ValueError:
         raise UserError(f"--cpu_devices must be a positive integer or 'auto', got {FLAGS.cpu_devices!r}") from None
-    errors.quiet_libraries()
+    quiet_libraries()
     compilation_cache.enable()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-        trainer = train_localiser if config.model == "localiser" else train
         trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
     except ValueError as e:  # a config value the code refuses (UserErrors pass through to `cli`)
         raise UserError(e) from None

@@ -34,9 +34,7 @@ first call on a machine compiles.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -45,11 +43,12 @@ import numpy as np
 from absl import app, flags, logging
 
 from svhn_jax.core import compilation_cache
-from svhn_jax.core.errors import UserError, cli, one_line, quiet_libraries
+from svhn_jax.core.cli import cli, quiet_libraries
+from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.infer import whole_photo
 from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, find_images, read_labels
+from svhn_jax.infer.reader import Reader
 
-BATCH_SIZE = 16  # fixed, so one compiled program serves any number of images
 _MAX_REASON = 300  # characters of a library's error message shown (orbax's run to kilobytes)
 
 
@@ -65,57 +64,6 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
 
 
 # ----------------------------------------------------------------------------- model
-
-@dataclasses.dataclass
-class Reader:
-    """A trained run ready to read batches of preprocessed images."""
-
-    config: Any
-    variables: Any
-    infer: Any  # jitted (variables, uint8 [B, S, S, C]) -> (length [B], digits [B, 5], confidence [B])
-
-    @classmethod
-    def load(cls, workdir: str | os.PathLike | None = None) -> "Reader":
-        """The latest checkpoint of `workdir`, or the shipped reader when `workdir` is None or ''."""
-        import jax
-
-        from svhn_jax import pretrained
-        from svhn_jax.core import workdir as workdir_lib
-        from svhn_jax.models import sequences as inference
-        config, model, variables = (workdir_lib.load_for_inference(workdir) if workdir
-                                    else pretrained.load("reader"))
-
-        def infer(variables, images):  # variables as an argument: not baked into the program
-            reading, _ = inference.read(model, config, variables, images)
-            return reading
-
-        return cls(config=config, variables=variables, infer=jax.jit(infer))
-
-    def read(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """uint8 [N, S, S, C] -> (lengths [N], digits [N, 5], confidence [N]) in fixed-size batches."""
-        outputs = []
-        for start in range(0, len(images), BATCH_SIZE):
-            chunk = images[start:start + BATCH_SIZE]
-            padded = np.concatenate([chunk, np.zeros((BATCH_SIZE - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            outputs.append([np.asarray(a)[:len(chunk)] for a in self.infer(self.variables, padded)])
-        if not outputs:
-            return np.zeros((0,), np.int32), np.zeros((0, 5), np.int32), np.zeros((0,), np.float32)
-        lengths, digits, confidence = (np.concatenate(parts) for parts in zip(*outputs))
-        return lengths, digits, confidence
-
-
-def answer(file: str, result: dict[str, Any], min_confidence: float) -> dict[str, Any]:
-    """One image's answer from `whole_photo.read_photo`'s result: "number" is None when nothing is
-    read, the localiser finds no number, or the confidence is below `min_confidence` ("reason" says
-    which); "reading" is the best guess, "box" where it was read."""
-    reading, confidence = result["reading"], float(result["confidence"])
-    reason = result.get("reason")
-    if reason is None and confidence < min_confidence:
-        reason = f"confidence below {min_confidence:g}"
-    a = {"file": file, "number": reading if reason is None else None, "reading": reading,
-         "confidence": confidence, "box": result.get("box"), "box_confidence": result.get("box_confidence")}
-    return {**a, "reason": reason} if reason is not None else a
-
 
 def format_answer(a: dict[str, Any]) -> str:
     where = f", box {','.join(map(str, a['box']))}" if a.get("box") else ""
@@ -193,7 +141,7 @@ def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json:
             try:
                 file_box = (boxes or {}).get(Path(file).name, box)
                 result, image, scale = whole_photo.read_file(reader, localiser, file, file_box, tta, max_pixels)
-                a = answer(file, result, min_confidence)
+                a = whole_photo.answer(file, result, min_confidence)
                 if annotate_dir is not None:
                     annotate(image, a, Path(annotate_dir) / f"{Path(file).stem}.png", scale)
                 print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from svhn_jax.core.errors import UserError, cli
+from svhn_jax.core.cli import cli
+from svhn_jax.core.errors import UserError
 from svhn_jax.data.svhn.release import BASE_URL
 
 FLAGS = flags.FLAGS

@@ -24,7 +24,8 @@ import numpy as np
 from absl import app, flags
 from matplotlib.figure import Figure
 
-from svhn_jax.core.errors import UserError, cli, one_line
+from svhn_jax.core.cli import cli
+from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.core.fileio import atomic_write
 from svhn_jax.data.store import decode_labels
 from svhn_jax.tasks import metrics

@@ -23,11 +23,11 @@ from typing import Any, Sequence
 import numpy as np
 from absl import app, flags, logging
 
-from svhn_jax.cli import predict
-from svhn_jax.core.errors import cli, quiet_libraries
+from svhn_jax.core.cli import cli, quiet_libraries
 from svhn_jax.infer import whole_photo
-from svhn_jax.infer.localiser import iou
 from svhn_jax.infer.photos import ImageError, read_labels
+from svhn_jax.infer.reader import Reader
+from svhn_jax.models.localiser import iou
 
 FOUND_IOU = 0.5
 
@@ -51,7 +51,7 @@ def score(answers: Sequence[dict[str, Any]], labels: Sequence[dict[str, Any]], m
             "mean_iou": float(np.mean(overlaps)) if overlaps else None}
 
 
-def read_all(reader: predict.Reader, localiser: Any, folder: Path, labels: list[dict[str, Any]],
+def read_all(reader: Reader, localiser: Any, folder: Path, labels: list[dict[str, Any]],
              use_box: bool) -> list[dict[str, Any]]:
     """predict's answer for every labelled photo, read as `predict` reads it (an unreadable file answers nothing)."""
     out = []
@@ -63,7 +63,7 @@ def read_all(reader: predict.Reader, localiser: Any, folder: Path, labels: list[
             out.append({"file": row["file"], "number": None, "reading": None, "confidence": 0.0, "box": None,
                         "error": str(e)})
             continue
-        out.append(predict.answer(row["file"], result, 0.0))
+        out.append(whole_photo.answer(row["file"], result, 0.0))
     return out
 
 
@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
     if not FLAGS["verbosity"].present:  # keep the table clean of the libraries' progress lines
         logging.set_verbosity(logging.ERROR)
     quiet_libraries()
-    reader = predict.Reader.load(FLAGS.workdir)
+    reader = Reader.load(FLAGS.workdir)
     localiser = None if FLAGS.localiser == "none" else Localiser.load(FLAGS.localiser or None)
     modes = {"no_box": read_all(reader, localiser, folder, labels, use_box=False)}
     if any(r["box"] for r in labels):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from svhn_jax.core.errors import UserError, cli
+from svhn_jax.core.cli import cli
+from svhn_jax.core.errors import UserError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "", "Folder that receives <split>/ (created if missing).")

@@ -1,4 +1,6 @@
-"""File helpers shared by every writer: atomic replacement, a process lock and the user cache folder."""
+"""File helpers shared by every writer: atomic replacement, exclusive locks (`hold_lock` fails at once,
+`wait_for_lock` takes turns) and the user cache folder. Both locks are ``flock`` locks, which the
+kernel drops however their holder ends (even ``kill -9``): a crash never leaves a stale lock."""
 from __future__ import annotations
 
 import contextlib
@@ -42,7 +44,7 @@ class LockHeld(Exception):
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
+def hold_lock(path: Path) -> Iterator[None]:
     """Holds an exclusive lock on `path` (made if missing) while the block runs, else raises `LockHeld` at once.
 
     `fcntl.flock` locks belong to the open file, so the kernel releases them however the process
@@ -61,6 +63,20 @@ def locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def wait_for_lock(path: str | os.PathLike, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Holds an exclusive lock on `path` (created if missing) for the block, waiting for another holder
+    (calls `on_wait` once before it blocks; Ctrl-C interrupts the wait). Processes that make the same
+    files (two runs on a fresh data folder) take turns instead of racing on the same names."""
+    with open(path, "a") as f:  # "a": create without truncating a file another process has open
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def user_cache_dir() -> Path:

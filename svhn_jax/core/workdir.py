@@ -1,13 +1,13 @@
 """A run's working directory: its config, metrics log, checkpoints and results, and reading it back.
 
-Layout: .lock (one run at a time, `locked`), config.json (the run's config; a rerun with another
+Layout: .lock (one run at a time, `run_lock`), config.json (the run's config; a rerun with another
 config is refused), metrics.jsonl and tensorboard/ (`MetricsLog`), checkpoints/ (orbax, one folder
 per step, each with the SHA-256 of its state), eval_predictions.npz and final_metrics.json
-(`write_results`, with `params_sha256`); overwritten-<time>/ (an earlier run that ``--overwrite``
+(the trainer's, with `params_sha256`); overwritten-<time>/ (an earlier run that ``--overwrite``
 set aside) and broken-checkpoints/ (checkpoints that failed to restore). Every file is written whole
 (temporary file, fsync, then renamed), so a crash never leaves half a file, and a failed write
-leaves the earlier file with a one-line error; `load_for_inference` reads the newest good
-checkpoint back for `predict` without the trainer.
+leaves the earlier file with a one-line error. `restore_latest` reads the newest good checkpoint
+back (for a resumed run, and for `infer.weights` without the trainer).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -27,19 +26,13 @@ from absl import logging
 from jax.experimental import multihost_utils
 from tensorboardX import SummaryWriter
 
-from configs import default as default_config
+from svhn_jax.core import config as config_lib
 from svhn_jax.core.errors import UserError, one_line
-from svhn_jax.core.fileio import LockHeld, atomic_write
-from svhn_jax.core.fileio import locked as file_locked
-from svhn_jax.core.state import TrainState, create_train_state, make_optimizer
-from svhn_jax.data.model_input import input_shape
-from svhn_jax.data.preprocess import get_recipe
-from svhn_jax.models import create_model
+from svhn_jax.core.fileio import LockHeld, atomic_write, hold_lock
 
 # Keys that may change when a run is resumed: they do not change what is computed at a given step.
 RESUMABLE_CHANGES = frozenset({"num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
                                "keep_checkpoints", "max_eval_examples", "eval_batch_size", "data_dir"})
-PREDICTION_IMAGES = 2000  # eval images kept in eval_predictions.npz for the report's grids
 
 
 class RunError(UserError):
@@ -47,7 +40,7 @@ class RunError(UserError):
 
 
 @contextlib.contextmanager
-def locked(workdir: Path) -> Iterator[None]:
+def run_lock(workdir: Path) -> Iterator[None]:
     """Makes `workdir` and holds its lock while the block runs: one run per workdir.
 
     A second run on it is refused in one line that names the first one's process. Each process of
@@ -63,7 +56,7 @@ def locked(workdir: Path) -> Iterator[None]:
         raise RunError(f"workdir {workdir} is not writable: {e.strerror or e}") from None
     path = workdir / (".lock" if jax.process_index() == 0 else f".lock-{jax.process_index()}")
     try:
-        with file_locked(path):
+        with hold_lock(path):
             yield
     except LockHeld as e:
         raise RunError(f"workdir {workdir} is in use by {e} (lock file {path}); wait for that run to end "
@@ -74,7 +67,7 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: Path, overwrite:
     """Refuses a workdir that holds a run of another config (unless `overwrite`); writes nothing."""
     saved = workdir / "config.json"
     if saved.exists() and not overwrite:
-        old, new = saved_config(saved).to_dict(), json.loads(config.to_json_best_effort())
+        old, new = config_lib.saved(saved).to_dict(), json.loads(config.to_json_best_effort())
         changed = sorted(k for k in old.keys() | new.keys()
                          if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
         if changed:
@@ -125,12 +118,6 @@ def write_file(path: Path, write: Callable[[Path], None]) -> None:
         atomic_write(path, write)
     except OSError as e:
         raise RunError(f"could not write {path} ({e.strerror or e}); its earlier content, if any, is kept") from None
-
-
-def saved_config(path: Path) -> ml_collections.ConfigDict:
-    """A run's config.json, keys added to `configs/default.py` since it was written at their defaults."""
-    defaults = json.loads(default_config.get_config().to_json_best_effort())
-    return ml_collections.ConfigDict({**defaults, **json.loads(path.read_text())})
 
 
 def checkpoint_manager(workdir: Path, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -298,18 +285,6 @@ def read_metrics(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def write_results(workdir: Path, final: dict[str, Any], predictions: dict[str, np.ndarray],
-                  images: np.ndarray) -> None:
-    """final_metrics.json, and eval_predictions.npz with the first `PREDICTION_IMAGES` images."""
-    keep = min(PREDICTION_IMAGES, len(predictions["confidence"]))
-
-    def write_predictions(path: Path) -> None:
-        with path.open("wb") as f:
-            np.savez_compressed(f, images=images[:keep], **predictions)
-    write_file(workdir / "eval_predictions.npz", write_predictions)
-    write_file(workdir / "final_metrics.json", lambda p: p.write_text(json.dumps(final, indent=2) + "\n"))
-
-
 def tree_sha256(tree: Any) -> str:
     """SHA-256 over every leaf (path, dtype, shape, bytes) in sorted path order: of the parameters it
     is final_metrics.json's ``params_sha256``; of the whole state, a checkpoint's digest."""
@@ -320,23 +295,3 @@ def tree_sha256(tree: Any) -> str:
         h.update(f"{jax.tree_util.keystr(path)}|{a.dtype}|{a.shape}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-def load_for_inference(workdir: str | Path) -> tuple[ml_collections.ConfigDict, nn.Module, dict[str, Any]]:
-    """(config, model, variables) of the latest checkpoint in `workdir`, for prediction on one host."""
-    workdir = Path(workdir)
-    config_path = workdir / "config.json"
-    if not config_path.exists():
-        raise RunError(f"{workdir} holds no run (no config.json)")
-    config = saved_config(config_path)
-    manager = ocp.CheckpointManager((workdir / "checkpoints").absolute(),
-                                    options=ocp.CheckpointManagerOptions(read_only=True))
-    if manager.latest_step() is None:
-        raise RunError(f"{workdir} holds no checkpoint")
-    model = create_model(config)
-    tx, _ = make_optimizer(config)
-    size, grey = get_recipe(config.recipe)
-    shape = input_shape(config, (size, size, 1 if grey else 3))
-    like = jax.eval_shape(lambda r: create_train_state(r, model, tx, shape), jax.random.key(0))
-    state: TrainState = restore_latest(manager, like, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
-    return config, model, state.variables()

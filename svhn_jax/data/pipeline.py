@@ -32,19 +32,31 @@ def concatenate(splits: list[Split]) -> Split:
                  attrs={**splits[0].attrs, "concatenated": len(splits)})
 
 
-class TrainBatches:
-    """Training batches as a function of the step."""
+def training_arrays(split: Split) -> Batch:
+    """What a reader's training batch holds of `split`: images, lengths, digits."""
+    return {"images": split.images, "lengths": split.lengths, "digits": split.digits}
 
-    def __init__(self, split: Split, global_batch: int, seed: int, *, process_index: int = 0,
-                 process_count: int = 1):
-        if global_batch > len(split):
-            raise ValueError(f"batch_size={global_batch} is larger than the training set ({len(split)})")
+
+class TrainBatches:
+    """Training batches as a function of the step: each holds the same rows of every array in `arrays`.
+
+    `sort` puts each batch's indices in increasing order (the localiser's batches; the readers' keep
+    the permutation's order).
+    """
+
+    def __init__(self, arrays: Batch, global_batch: int, seed: int, *, process_index: int = 0,
+                 process_count: int = 1, sort: bool = False):
+        size = len(next(iter(arrays.values())))
+        if global_batch > size:
+            raise ValueError(f"batch_size={global_batch} is larger than the training set ({size})")
         if global_batch % process_count:
             raise ValueError(f"batch_size={global_batch} must divide by the process count ({process_count})")
-        self.split = split
+        self.arrays = arrays
+        self.size = size
         self.global_batch = global_batch
         self.seed = seed
-        self.steps_per_epoch = len(split) // global_batch
+        self.sort = sort
+        self.steps_per_epoch = size // global_batch
         local = global_batch // process_count
         self._local_slice = slice(process_index * local, (process_index + 1) * local)
         self._epoch, self._perm = -1, np.empty(0, np.int64)
@@ -53,13 +65,13 @@ class TrainBatches:
         epoch, k = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             self._epoch = epoch
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
-        return self._perm[k * self.global_batch:(k + 1) * self.global_batch]
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        idx = self._perm[k * self.global_batch:(k + 1) * self.global_batch]
+        return np.sort(idx) if self.sort else idx
 
     def local_batch(self, step: int) -> Batch:
         idx = self.global_indices(step)[self._local_slice]
-        s = self.split
-        return {"images": s.images[idx], "lengths": s.lengths[idx], "digits": s.digits[idx]}
+        return {name: a[idx] for name, a in self.arrays.items()}
 
 
 def eval_batches(split: Split, global_batch: int, *, process_index: int = 0, process_count: int = 1,

@@ -144,3 +144,18 @@ def resize_whole(image: np.ndarray, recipe: str) -> np.ndarray:
     the whole image stands for the crop."""
     image = np.asarray(image, np.uint8)
     return _finish(_pil(image if image.ndim == 3 else image[..., None]), recipe)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """RGB uint8 [H, W, 3] -> (uint8 [size, size, 3], scale, (left, top)): the photo scaled (area
+    averaging) so its longer side is `size`, centred on its mean colour. A photo point (x, y) lands at
+    (left + x * scale, top + y * scale)."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = np.asarray(Image.fromarray(image).resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0))
+    canvas = np.empty((size, size, 3), np.uint8)
+    canvas[:] = small.reshape(-1, 3).mean(0).astype(np.uint8)
+    left, top = (size - nw) // 2, (size - nh) // 2
+    canvas[top:top + nh, left:left + nw] = small
+    return canvas, scale, (left, top)

@@ -2,7 +2,7 @@
 
 Each dataset is a module under `svhn_jax.data` with the same function,
 ``ensure_split(config, split, path)``, that makes or checks the file `path` of `split`
-(`svhn_jax.data.paths` says where it lies). Generated sources (synthetic, multi_mnist) are made on
+(`svhn_jax.data.paths` says where it lies). Generated sources (synthetic, multi_mnist, scenes) are made on
 first use and remade when stale, TFDS ones (svhn_cropped) built through TFDS; the downloaded one (svhn)
 names the `prepare` command to run when missing; dataset=hdf5 reads the files the config names.
 
@@ -20,8 +20,8 @@ from typing import Callable, Iterator
 
 import ml_collections
 
-from svhn_jax.core import filelock
 from svhn_jax.core.errors import UserError
+from svhn_jax.core.fileio import wait_for_lock
 from svhn_jax.data import paths
 
 EnsureSplit = Callable[[ml_collections.ConfigDict, str, Path], None]
@@ -33,6 +33,7 @@ REGISTRY = {
     "svhn_cropped": "tfds",
     "multi_mnist": "multi_mnist",
     "hdf5": "store",
+    "scenes": "synth.scene",  # whole photos with the number's box, for the localiser
 }
 
 
@@ -61,7 +62,7 @@ def preparing(folder: Path) -> Iterator[None]:
             lock = contextlib.nullcontext()
         else:
             folder.mkdir(parents=True, exist_ok=True)
-            lock = filelock.locked(folder / ".lock", on_wait=lambda: logging.warning(
+            lock = wait_for_lock(folder / ".lock", on_wait=lambda: logging.warning(
                 "%s: another process is preparing data here; waiting for it", folder))
         with lock:
             yield

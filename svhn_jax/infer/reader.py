@@ -6,14 +6,23 @@ into one reading. `svhn_jax.infer.whole_photo` finds the box when the user gives
 """
 from __future__ import annotations
 
+import dataclasses
+import os
+from typing import Any
+
+import jax
 import numpy as np
 
+from svhn_jax.data import preprocess as pp
+from svhn_jax.infer import weights
 from svhn_jax.infer.photos import ImageError
+from svhn_jax.models.sequences import infer_sequences
+
+BATCH_SIZE = 16  # fixed, so one compiled program serves any number of crops
 
 
 def preprocess(image: np.ndarray, recipe: str, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """RGB uint8 [H, W, 3] -> the recipe's uint8 input [S, S, C], exactly as the training data."""
-    from svhn_jax.data import preprocess as pp
     if box is None:
         return pp.resize_whole(image, recipe)
     try:
@@ -49,3 +58,34 @@ def vote(lengths: np.ndarray, digits: np.ndarray, confidence: np.ndarray) -> tup
     best = max(totals, key=totals.get)
     i = readings.index(best)
     return int(lengths[i]), digits[i], totals[best] / len(readings)
+
+
+@dataclasses.dataclass
+class Reader:
+    """A trained run ready to read batches of preprocessed images."""
+
+    config: Any
+    variables: Any
+    infer: Any  # jitted (variables, uint8 [B, S, S, C]) -> (length [B], digits [B, 5], confidence [B])
+
+    @classmethod
+    def load(cls, workdir: str | os.PathLike | None = None) -> "Reader":
+        """The latest checkpoint of `workdir`, or the shipped reader when `workdir` is None or ''."""
+        config, model, variables = weights.load("reader", workdir)
+
+        def infer(variables, images):  # variables as an argument: not baked into the program
+            return infer_sequences(model, config, variables, images)[0]
+
+        return cls(config=config, variables=variables, infer=jax.jit(infer))
+
+    def read_crops(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """uint8 [N, S, S, C] -> (lengths [N], digits [N, 5], confidence [N]) in fixed-size batches."""
+        outputs = []
+        for start in range(0, len(images), BATCH_SIZE):
+            chunk = images[start:start + BATCH_SIZE]
+            padded = np.concatenate([chunk, np.zeros((BATCH_SIZE - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            outputs.append([np.asarray(a)[:len(chunk)] for a in self.infer(self.variables, padded)])
+        if not outputs:
+            return np.zeros((0,), np.int32), np.zeros((0, 5), np.int32), np.zeros((0,), np.float32)
+        lengths, digits, confidence = (np.concatenate(parts) for parts in zip(*outputs))
+        return lengths, digits, confidence

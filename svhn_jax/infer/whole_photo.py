@@ -15,18 +15,18 @@
    that product. A photo the localiser finds no number in answers ``number: null`` with a reason.
 
 A user's `box` skips 1-2: the box is read as given (its localiser confidence is then None).
-`read_file` does it all for a photo file.
+`read_file` does it all for a photo file; `answer` turns a result into predict's answer.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from svhn_jax.infer.localiser import Localiser
 from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, load_photo
-from svhn_jax.infer.reader import views, vote
+from svhn_jax.infer.reader import Reader, views, vote
 
 NUM_CANDIDATES = 3
 MIN_CANDIDATE_CONFIDENCE = 0.05  # proposals below this are not read
@@ -38,12 +38,6 @@ STACK_ROWS = (2, 3, 4, 5)
 MAX_GAP_INK = 0.5                # stacked rows are tried only where every cut falls in a gap (`gap_ink`)
 ROW_MARGIN = 0.08                # of the box's width, each side of a stacked row (the gap between digits)
 DECODE_SIDE = 1600               # big JPEGs are decoded at a reduced scale, longer side >= this, to be localised
-
-
-class BoxReader(Protocol):
-    config: Any
-
-    def read(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +118,7 @@ def clip(image: np.ndarray, box: np.ndarray | tuple) -> np.ndarray:
     return np.r_[corner, region.shape[1], region.shape[0]]
 
 
-def read_box(reader: BoxReader, image: np.ndarray, box: np.ndarray | tuple, tta: bool = True) -> tuple[str, float]:
+def read_box(reader: Reader, image: np.ndarray, box: np.ndarray | tuple, tta: bool = True) -> tuple[str, float]:
     """(reading, reader confidence) of the number in `box`; a tall box is also tried as stacked rows."""
     box = np.asarray(box, float)
     recipe = reader.config.recipe
@@ -134,7 +128,7 @@ def read_box(reader: BoxReader, image: np.ndarray, box: np.ndarray | tuple, tta:
         for rows in (r for r in STACK_ROWS if gap_ink(region, r) < MAX_GAP_INK):
             strip, inner = stacked_rows(image, box, rows)
             tries.append((rows, views(strip, recipe, inner, tta)))
-    lengths, digits, confidence = reader.read(np.concatenate([crops for _, crops in tries]))
+    lengths, digits, confidence = reader.read_crops(np.concatenate([crops for _, crops in tries]))
     best, start = ("", 0.0), 0
     for rows, crops in tries:
         part = slice(start, start + len(crops))
@@ -157,7 +151,7 @@ def candidates(localiser: Localiser, image: np.ndarray,
             [float(confidence[0, n]) for n in kept], float(p_none[0]))
 
 
-def read_photo(reader: BoxReader, localiser: Localiser | None, image: np.ndarray,
+def read_photo(reader: Reader, localiser: Localiser | None, image: np.ndarray,
                box: tuple[int, int, int, int] | None = None, tta: bool = True) -> dict[str, Any]:
     """One photo's answer: {"reading", "confidence", "box" [x, y, w, h] or None, "box_confidence",
     "no_number" (the localiser's probability of none), "reason" (why there is no reading, or None)}."""
@@ -181,7 +175,7 @@ def read_photo(reader: BoxReader, localiser: Localiser | None, image: np.ndarray
     return best
 
 
-def read_file(reader: BoxReader, localiser: Localiser | None, path: str, box: tuple[int, int, int, int] | None = None,
+def read_file(reader: Reader, localiser: Localiser | None, path: str, box: tuple[int, int, int, int] | None = None,
               tta: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[dict[str, Any], np.ndarray, float]:
     """`read_photo` on the photo in `path`: (result with its box in the photo's pixels, the decoded
     image, photo pixels per decoded pixel). Without a box a big JPEG is decoded at a reduced scale
@@ -191,3 +185,16 @@ def read_file(reader: BoxReader, localiser: Localiser | None, path: str, box: tu
     if result["box"] is not None and scale != 1.0:
         result["box"] = [int(round(v * scale)) for v in result["box"]]
     return result, image, scale
+
+
+def answer(file: str, result: dict[str, Any], min_confidence: float) -> dict[str, Any]:
+    """One image's answer from `read_photo`'s result: "number" is None when nothing is
+    read, the localiser finds no number, or the confidence is below `min_confidence` ("reason" says
+    which); "reading" is the best guess, "box" where it was read."""
+    reading, confidence = result["reading"], float(result["confidence"])
+    reason = result.get("reason")
+    if reason is None and confidence < min_confidence:
+        reason = f"confidence below {min_confidence:g}"
+    a = {"file": file, "number": reading if reason is None else None, "reading": reading,
+         "confidence": confidence, "box": result.get("box"), "box_confidence": result.get("box_confidence")}
+    return {**a, "reason": reason} if reason is not None else a

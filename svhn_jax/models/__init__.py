@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from svhn_jax.models.goodfellow import Goodfellow
-from svhn_jax.models.localiser import Localiser
+from svhn_jax.models.localiser import LocaliserNet
 from svhn_jax.models.reader_cnn import ReaderCNN
 from svhn_jax.models.resnet import ResNet18
 from svhn_jax.models.seed_cnn import SeedCNN
@@ -23,7 +23,7 @@ _REGISTRY: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
     "seed_cnn": lambda c: SeedCNN(head=c.head),
     "goodfellow": lambda c: Goodfellow(head=c.head, first_layer=c.goodfellow_first_layer,
                                        dropout_rate=c.dropout_rate, dtype=jnp.dtype(c.model_dtype)),
-    "localiser": lambda c: Localiser(),
+    "localiser": lambda c: LocaliserNet(),
     "reader_cnn": lambda c: ReaderCNN(head=c.head, dropout_rate=c.dropout_rate),
     "resnet18": lambda c: ResNet18(head=c.head, dropout_rate=c.dropout_rate,
                                    dtype=jnp.dtype(c.model_dtype)),

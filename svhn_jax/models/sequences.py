@@ -1,6 +1,6 @@
-"""Reading house numbers with a trained model: uint8 images -> (lengths, digits, confidence).
+"""A reader model's answer for a batch of crops: uint8 images -> (lengths, digits, confidence).
 
-One definition for evaluation during training (`train.eval_step`) and for `predict`, so both read
+One definition for evaluation during training (`tasks.reader.eval_step`) and for `infer.reader`, so both read
 exactly the same way: the evaluation-mode input (`model_input.prepare_images`), the model in
 evaluation mode, then `heads.decode`.
 """
@@ -18,7 +18,7 @@ from svhn_jax.models import heads
 Reading = tuple[jax.Array, jax.Array, jax.Array]  # length int32 [B], digits int32 [B, 5], confidence [B]
 
 
-def read(model: nn.Module, config: ml_collections.ConfigDict, variables: dict[str, Any],
+def infer_sequences(model: nn.Module, config: ml_collections.ConfigDict, variables: dict[str, Any],
          images: jax.Array) -> tuple[Reading, heads.Logits]:
     """uint8 [B, H, W, C] -> ((lengths, digits, confidence), the logits they were decoded from).
 

@@ -1,58 +1,61 @@
-"""Training the localiser on synthetic whole scenes (`data/synth_scene.py`); `main.py` calls it for
-``config.model == "localiser"``:
+"""The localiser's task: where the house number is in a whole photo (synthetic scenes, `data/synth/scene.py`).
 
   python -m svhn_jax.main --config=configs/localiser.py --workdir=workdirs/localiser
 
-The same house rules as the readers' trainer (`train.py`), and its parts: the workdir's lock, config
-check, checkpoints and metrics (`workdir`), the data-parallel step (`parallel.DataParallel` with
-`train.apply_gradients`), the stop-signal handling. Scenes are rendered once into the data folder
-and cached; batch t is a pure function of (seed, t), so a resumed run reads the same batches and ends
-at the same ``params_sha256``. Evaluation: how often the best box overlaps the true one by IoU >= 0.5,
-and how often "no number" is told right, on held-out scenes.
+The network (`models.localiser.LocaliserNet`) answers a softmax over a GRID x GRID map of cells plus
+one "no number" outcome: where the centre of the number's union box is. Its target spreads the
+centre over nearby cells (a Gaussian as wide as a fifth of the box's smaller side), and every cell
+regresses the box it would report (the centre's offset from the cell's centre, the box's log width
+and height), weighted like the target. Evaluation: how often the best box overlaps the true one by
+IoU >= 0.5, and how often "no number" is told right, on held-out scenes.
 """
 from __future__ import annotations
 
-import functools
-import json
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
-from tqdm import tqdm
 
-from svhn_jax import pretrained
-from svhn_jax.core import filelock, parallel
-from svhn_jax.core import workdir as workdir_lib
-from svhn_jax.core.errors import Stopped, StopRequests
-from svhn_jax.core.state import TrainState, create_train_state, make_optimizer
-from svhn_jax.core.workdir import RunError
-from svhn_jax.data import paths, pipeline
-from svhn_jax.data.synth.scene import SIZE, VERSION, read_scenes, write_scenes
-from svhn_jax.infer import localiser as localise
-from svhn_jax.models import create_model
-from svhn_jax.trainer import apply_gradients, check_config, every
+from svhn_jax.core import parallel
+from svhn_jax.data.synth.scene import read_scenes
+from svhn_jax.models.localiser import CELL, GRID, OFFSET_SCALE, SIZE, cell_centres, decode, iou, logits_of, prepare
+from svhn_jax.tasks.base import EvaluateFn, TaskData
+
+MIN_SIGMA = 0.6 * CELL      # the target's spread over cells, in pixels: at least this ...
+SIGMA_FRACTION = 0.2        # ... or this fraction of the box's smaller side
+BOX_WEIGHT = 2.0            # of the box regression against the centre's cross-entropy
 
 
-def ensure_scenes(config: ml_collections.ConfigDict) -> tuple[Path, Path]:
-    """The cached train and test scene files of `config`, rendered (once, under a lock) if missing."""
-    folder = paths.data_dir(config) / "scenes"
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    with filelock.locked(folder / ".lock"):
-        for split, num in (("train", config.num_scenes_train), ("test", config.num_scenes_test)):
-            seed = config.scene_seed + paths.split_seed(split)
-            path = folder / f"{split}-{num}-seed{seed}-size{SIZE}-v{VERSION}.h5"
-            if not path.exists():
-                logging.info("rendering %d scenes into %s", num, path)
-                write_scenes(path, num, seed)
-            files.append(path)
-    return files[0], files[1]
+def targets(boxes: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """float32 [B, 4] (x, y, w, h; NaN: no number) -> (target probabilities [B, GRID*GRID + 1], box
+    regression targets [B, GRID, GRID, 4])."""
+    has = ~jnp.isnan(boxes[:, 0])
+    b = jnp.where(has[:, None], boxes, jnp.array([0.0, 0.0, 1.0, 1.0]))
+    b = b.at[:, 2:].set(jnp.maximum(b[:, 2:], 1.0))  # a box is at least a pixel (log sizes stay finite)
+    centre = b[:, :2] + b[:, 2:] / 2
+    sigma = jnp.maximum(MIN_SIGMA, SIGMA_FRACTION * b[:, 2:].min(1))
+    d2 = ((cell_centres()[None] - centre[:, None, None]) ** 2).sum(-1)
+    heat = jnp.exp(-d2 / (2 * sigma[:, None, None] ** 2)).reshape(len(b), -1)
+    heat = heat / heat.sum(1, keepdims=True)
+    probs = jnp.where(has[:, None], jnp.concatenate([heat, jnp.zeros((len(b), 1))], 1),
+                      jax.nn.one_hot(GRID * GRID, GRID * GRID + 1))
+    offsets = (centre[:, None, None] - cell_centres()[None]) / OFFSET_SCALE
+    log_size = jnp.log(b[:, 2:] / SIZE)[:, None, None].repeat(GRID, 1).repeat(GRID, 2)
+    return probs, jnp.concatenate([offsets, log_size], -1)
+
+
+
+def loss(outputs: dict[str, jax.Array], boxes: jax.Array) -> jax.Array:
+    """Per-photo loss: cross-entropy of the centre map + BOX_WEIGHT x the target-weighted L1 of the box terms."""
+    probs, reg = targets(boxes)
+    ce = -(probs * jax.nn.log_softmax(logits_of(outputs))).sum(1)
+    weights = probs[:, :-1].reshape(-1, GRID, GRID)
+    l1 = (jnp.abs(outputs["cells"][..., 1:] - reg).sum(-1) * weights).sum((1, 2))
+    return ce + BOX_WEIGHT * l1
 
 
 def augment(images: jax.Array, rng: jax.Array) -> jax.Array:
@@ -68,126 +71,54 @@ def augment(images: jax.Array, rng: jax.Array) -> jax.Array:
     return jnp.clip(x, 0.0, 1.0)
 
 
-def compute_gradients(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *, model: Any,
+
+def compute_gradients(state: Any, batch: dict[str, jax.Array], rng: jax.Array, *, model: nn.Module,
                       config: ml_collections.ConfigDict) -> tuple[Any, dict[str, jax.Array], Any]:
-    """This device's shard: gradients of its mean loss, its statistics (as `train.compute_gradients`)."""
+    """This device's shard: gradients of its mean loss, its statistics (the trainer averages both)."""
     key = jax.random.fold_in(jax.random.fold_in(rng, state.step), jax.lax.axis_index(parallel.AXIS))
     images = (augment(batch["images"].astype(jnp.float32) / 255.0, key) * 255.0).astype(jnp.uint8)
-    inputs = localise.prepare(images)
+    inputs = prepare(images)
 
     def loss_fn(params):
         outputs = model.apply({"params": params}, inputs)
-        return localise.loss(outputs, batch["boxes"]).mean()
+        return loss(outputs, batch["boxes"]).mean()
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    return grads, {"loss": loss}, state.batch_stats
-
-
-@functools.cache
-def _apply(model: Any) -> Any:
-    """The jitted forward pass of `model` (one compilation per run, not one per evaluation)."""
-    return jax.jit(lambda p, x: model.apply({"params": p}, localise.prepare(x)))
+    value, grads = jax.value_and_grad(loss_fn)(state.params)
+    return grads, {"loss": value}, state.batch_stats
 
 
-def evaluate(model: Any, params: Any, images: np.ndarray, boxes: np.ndarray, batch: int = 128) -> dict[str, float]:
+def evaluate(apply: Any, params: Any, images: np.ndarray, boxes: np.ndarray,
+             batch: int = 128) -> dict[str, float]:
     """Box IoU >= 0.5 rate on scenes with a number, "no number" told right (p_none > 0.5) on all."""
-    apply = _apply(model)
     found, none_right = [], []
     for start in range(0, len(images), batch):
-        pred, _, p_none = localise.decode(apply(params, images[start:start + batch]), k=1)
+        pred, _, p_none = decode(apply(params, images[start:start + batch]), k=1)
         truth = boxes[start:start + batch]
         has = ~np.isnan(truth[:, 0])
-        found += list(localise.iou(pred[has, 0], truth[has]) >= 0.5)
+        found += list(iou(pred[has, 0], truth[has]) >= 0.5)
         none_right += list((p_none > 0.5) == ~has)
     return {"eval_box_found": float(np.mean(found)), "eval_none_accuracy": float(np.mean(none_right))}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *, overwrite: bool = False) -> dict:
-    """Trains the localiser in `workdir` (resuming), evaluates on held-out scenes, returns the final metrics."""
-    check_config(config)
-    workdir = Path(workdir)
-    with workdir_lib.locked(workdir):
-        return _run(config, workdir, overwrite)
+class LocaliserTask:
+    name = "localiser"
+    sort_batches = True
+
+    def read_data(self, config: ml_collections.ConfigDict, train_files: list[Path], eval_file: Path) -> TaskData:
+        parts = [read_scenes(f) for f in train_files]
+        images, boxes = parts[0] if len(parts) == 1 else (np.concatenate(a) for a in zip(*parts))
+        return TaskData(train={"images": images, "boxes": boxes}, eval=read_scenes(eval_file),
+                        input_shape=(SIZE, SIZE, 3))
+
+    compute_gradients = staticmethod(compute_gradients)
+
+    def make_evaluate(self, config: ml_collections.ConfigDict, model: nn.Module,
+                      par: parallel.DataParallel) -> EvaluateFn:
+        apply = jax.jit(lambda p, x: model.apply({"params": p}, prepare(x)))  # compiled once per run
+        return lambda state, data: (evaluate(apply, par.to_host(state).params, *data.eval), None)
+
+    def write_predictions(self, workdir: Path, predictions: dict[str, np.ndarray] | None, data: TaskData) -> None:
+        del workdir, predictions, data  # final_metrics.json says it all
 
 
-def _run(config: ml_collections.ConfigDict, workdir: Path, overwrite: bool) -> dict:
-    t_start = time.perf_counter()
-    workdir_lib.check_resumable(config, workdir, overwrite)
-    if jax.process_count() > 1:
-        raise RunError("the localiser trains in one process (it is small); run it without --num_processes")
-    par = parallel.DataParallel(config.parallel)
-    parallel.check_divisible(config.batch_size)
-    train_file, test_file = ensure_scenes(config)
-    train_images, train_boxes = read_scenes(train_file)
-    test_images, test_boxes = read_scenes(test_file)
-    model = create_model(config)
-    tx, schedule = make_optimizer(config)
-    init_rng, data_rng, aug_rng = jax.random.split(jax.random.key(config.seed), 3)
-    data_seed = int(jax.random.randint(data_rng, (), 0, 2**31 - 1))
-    host_state = pretrained.initialize(jax.device_get(create_train_state(init_rng, model, tx, (SIZE, SIZE, 3))),
-                                       config.init_from)
-    workdir_lib.start(config, workdir, overwrite)
-
-    manager = workdir_lib.checkpoint_manager(workdir, config)
-    host_state = workdir_lib.resume(manager, host_state, par, workdir)
-    state = par.put_state(host_state)
-    start_step, num_steps = int(host_state.step), config.num_train_steps
-    log = workdir_lib.MetricsLog(workdir, start_step, num_steps)
-    run_train = par.wrap_train(functools.partial(compute_gradients, model=model, config=config),
-                               functools.partial(apply_gradients, tx=tx))
-
-    steps_per_epoch = len(train_images) // config.batch_size
-
-    @functools.lru_cache(maxsize=1)
-    def permutation(epoch: int) -> np.ndarray:  # drawn once an epoch, from (data seed, epoch)
-        return np.random.default_rng([data_seed, epoch]).permutation(len(train_images))
-
-    def batch_at(step: int) -> dict[str, np.ndarray]:  # a pure function of (data seed, step)
-        epoch, k = divmod(step, steps_per_epoch)
-        idx = permutation(epoch)
-        idx = np.sort(idx[k * config.batch_size:(k + 1) * config.batch_size])
-        return {"images": train_images[idx], "boxes": train_boxes[idx]}
-
-    batches = pipeline.prefetch(((s, batch_at(s)) for s in range(start_step, num_steps)),
-                                lambda sb: (sb[0], par.put_batch(sb[1])))
-    pending: list[Any] = []
-    progress = tqdm(total=num_steps, initial=start_step, desc="train localiser", unit="step", dynamic_ncols=True)
-    with StopRequests() as stop:
-        try:
-            for step, device_batch in batches:
-                state, step_metrics = run_train(state, device_batch, aug_rng)
-                pending.append(step_metrics)
-                progress.update(1)
-                done = step + 1
-                is_last = done == num_steps
-                save_now = every(done, config.checkpoint_every_steps) or is_last or bool(stop.signum)
-                if not (every(done, config.log_every_steps) or save_now):
-                    continue
-                losses = [float(par.to_host(m)["loss"]) for m in pending]
-                pending.clear()
-                if not np.all(np.isfinite(losses)):
-                    raise RunError(f"non-finite loss by step {done}; stopped, the last good checkpoint "
-                                   f"(step {manager.latest_step() or 'none yet'}) is kept in {workdir / 'checkpoints'}")
-                log.write(done, "train", {"loss": float(np.mean(losses)), "learning_rate": float(schedule(done))})
-                progress.set_postfix(loss=f"{np.mean(losses):.3f}")
-                if every(done, config.eval_every_steps) and not is_last:
-                    log.write(done, "eval", evaluate(model, par.to_host(state).params, test_images, test_boxes))
-                if save_now:
-                    workdir_lib.save_checkpoint(manager, done, par.to_global(state), workdir)
-                if stop.signum:
-                    raise Stopped(f"stopped by {signal.Signals(stop.signum).name} after step {done} of {num_steps}, "
-                                  f"its checkpoint saved in {workdir / 'checkpoints'}: run the same command to resume",
-                                  stop.signum)
-        finally:
-            progress.close()
-            manager.wait_until_finished()
-
-    host = par.to_host(state)
-    final = evaluate(model, host.params, test_images, test_boxes)
-    log.write(int(host.step), "eval", final)
-    log.close()
-    final.update(step=int(host.step), params_sha256=workdir_lib.tree_sha256(host.params), model=config.model,
-                 num_train_scenes=len(train_images), wall_seconds=time.perf_counter() - t_start)
-    workdir_lib.write_file(workdir / "results.json",
-                           lambda p: p.write_text(json.dumps(final, indent=2) + "\n"))
-    return final
+TASK = LocaliserTask()

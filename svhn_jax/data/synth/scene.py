@@ -1,7 +1,7 @@
 """Synthetic whole photos for the localiser: a house number anywhere in a scene, or none at all.
 
 `render_scene(seed, index)` draws one scene and letterboxes it into the localiser's square input
-(`letterbox`, the same function `predict` applies to a user's photo): uint8 [SIZE, SIZE, 3] and the
+(`preprocess.letterbox`, the same function `predict` applies to a user's photo): uint8 [SIZE, SIZE, 3] and the
 number's union box (x, y, w, h in those pixels; NaN when the scene holds no number). Kinds:
 
 - "svhn": an SVHN format-1 photo as `synth_render.render` draws it (mostly tight around the number);
@@ -11,7 +11,8 @@ number's union box (x, y, w, h in those pixels; NaN when the scene holds no numb
 - "none": the same walls, clutter and words, without a number.
 
 Then, scene-wide: a night exposure (dark scene, bright digits stay bright) or a tilted photo (rotated,
-black corners, as users' edited photos are). `write_scenes` renders a set into one HDF5 file.
+black corners, as users' edited photos are). `write_scenes` renders a set into one HDF5 file;
+`ensure_split` is dataset=scenes in the data registry (`data/sources.py`): it renders a split once.
 """
 from __future__ import annotations
 
@@ -21,16 +22,19 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import h5py
+import ml_collections
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from svhn_jax.core.fileio import atomic_write
+from svhn_jax.data import paths
+from svhn_jax.data.preprocess import get_recipe, letterbox
 from svhn_jax.data.synth.geometry import Layout, example_rngs, sample_layout
 from svhn_jax.data.synth.materials import FONT_NAMES, text_mask
 from svhn_jax.data.synth.render import render, render_wall
 
-SIZE = 128                      # the localiser's input: SIZE x SIZE, the photo letterboxed into it
+SIZE = get_recipe("scene128_rgb").size  # the localiser's input: the photo letterboxed into SIZE x SIZE
 VERSION = 3                     # bump when the scenes change: cached scene files are named with it
 KIND_P = {"svhn": 0.35, "wall": 0.5, "none": 0.15}
 WIDTH_FRACTION = (0.05, 0.9)    # "wall": the number's width as a fraction of the photo's (log-uniform)
@@ -42,21 +46,6 @@ STREETS = ("BENSON", "REGENT", "Golden", "OAK", "Maple", "Church", "MILL", "Stat
 STREET_KINDS = ("STREET", "AVENUE", "Square", "ROAD", "Lane", "DRIVE", "Court", "Close", "Way", "PLACE", "Gardens")
 MAX_TILT = 20.0                 # degrees
 MIN_DIGIT_PX = 3                # the smallest digit height drawn in the SIZE-pixel photo
-
-
-def letterbox(image: np.ndarray, size: int = SIZE) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """RGB uint8 [H, W, 3] -> (uint8 [size, size, 3], scale, (left, top)): the photo scaled (area
-    averaging) so its longer side is `size`, centred on its mean colour. A photo point (x, y) lands at
-    (left + x * scale, top + y * scale)."""
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = np.asarray(Image.fromarray(image).resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0))
-    canvas = np.empty((size, size, 3), np.uint8)
-    canvas[:] = small.reshape(-1, 3).mean(0).astype(np.uint8)
-    left, top = (size - nw) // 2, (size - nh) // 2
-    canvas[top:top + nh, left:left + nw] = small
-    return canvas, scale, (left, top)
 
 
 def _photo_size(rng: np.random.Generator) -> tuple[int, int]:
@@ -178,7 +167,7 @@ def render_scene(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         image = _night(appearance, image)
     if kind != "svhn" and appearance.random() < P_TILT:
         image, box = _tilt(appearance, image, box)
-    canvas, scale, (left, top) = letterbox(image)
+    canvas, scale, (left, top) = letterbox(image, SIZE)
     if box is None:
         return canvas, np.full(4, np.nan, np.float32)
     return canvas, (np.r_[box[:2] * scale + [left, top], box[2:] * scale]).astype(np.float32)
@@ -200,7 +189,7 @@ def write_scenes(path: str | os.PathLike, num: int, seed: int, workers: int = 2,
         with h5py.File(tmp, "w") as f:
             images = f.create_dataset("images", (num, SIZE, SIZE, 3), np.uint8, chunks=(min(64, num), SIZE, SIZE, 3))
             boxes = f.create_dataset("boxes", (num, 4), np.float32)
-            f.attrs.update(seed=seed, num=num, size=SIZE)
+            f.attrs.update(seed=seed, num=num, size=SIZE, version=VERSION)
             pool = get_context("spawn").Pool(workers)
             try:
                 done = pool.imap(_render_range, tasks)
@@ -222,3 +211,26 @@ def read_scenes(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [N, S, S, 3], boxes float32 [N, 4]) of a file `write_scenes` wrote."""
     with h5py.File(path, "r") as f:
         return f["images"][()], f["boxes"][()]
+
+
+def seed_and_num(config: ml_collections.ConfigDict, split: str) -> tuple[int, int]:
+    """(seed, number of scenes) of a split of dataset=scenes."""
+    num = config.num_scenes_test if split == config.eval_split else config.num_scenes_train
+    return config.scene_seed + paths.split_seed(split), num
+
+
+def _stored(path: Path) -> tuple | None:
+    """(seed, num, version) a scene file was rendered with; None when absent or unreadable."""
+    try:
+        with h5py.File(path, "r") as f:
+            return tuple(int(f.attrs[k]) for k in ("seed", "num", "version"))
+    except (OSError, KeyError):
+        return None
+
+
+def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
+    """Renders `split` into `path` unless it already holds these very scenes (seed, number, version)."""
+    seed, num = seed_and_num(config, split)
+    if _stored(path) != (seed, num, VERSION):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_scenes(path, num, seed)

@@ -1,0 +1,104 @@
+"""Every task's config keys and their defaults; the recipes in ``configs/`` start from one of these.
+
+Configs are flat ml_collections dicts, so a run is changed on the command line as
+``--config.learning_rate=1e-3``. `base` holds what every task reads (which task and model, where the
+data lies, the optimiser, parallelism, bookkeeping); `reader` and `localiser` add their own keys, so
+a localiser's config carries no reader keys. `saved` reads a run's config.json back, keys added since
+at their defaults.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ml_collections
+
+TASKS = ("reader", "localiser")
+
+
+def base() -> ml_collections.ConfigDict:
+    """The keys every task reads."""
+    c = ml_collections.ConfigDict()
+    c.task = "reader"             # reader | localiser (svhn_jax.tasks registry)
+    c.model = "seed_cnn"          # svhn_jax.models registry
+    # Data (svhn_jax/data/sources.py: the registry; svhn_jax/data/paths.py: where the files live).
+    c.dataset = "synthetic"       # synthetic | svhn | svhn_cropped | multi_mnist | hdf5 | scenes
+    c.recipe = "seed32_grey"      # seed32_grey | goodfellow64_rgb | scene128_rgb | ...
+    c.data_dir = ""               # "" -> $SVHN_JAX_DATA or ~/.cache/svhn_jax/data
+    c.train_splits = ("train",)   # split names concatenated for training (e.g. train, extra)
+    c.eval_split = "test"
+    # Optimisation.
+    c.seed = 0
+    c.init_from = ""              # "" (random init) | "pretrained[:NAME]" (shipped weights) | a workdir to fine-tune
+    c.batch_size = 64             # global, divided over every device
+    c.eval_batch_size = 256       # global
+    c.num_train_steps = 10_000
+    c.optimizer = "adam"          # adam | adamw | sgd
+    c.momentum = 0.9              # sgd only
+    c.learning_rate = 7.5e-4
+    c.lr_decay_steps = 5000       # exponential decay: lr * rate ** (step / decay_steps)
+    c.lr_decay_rate = 0.95
+    c.lr_staircase = True
+    c.weight_decay = 0.0          # adamw: decoupled decay; sgd: L2 added to the gradient (torch's SGD)
+    # Parallelism and bookkeeping.
+    c.parallel = "auto"           # auto | host_reduce | shard_map | pmap (svhn_jax/core/parallel.py)
+    c.log_every_steps = 100
+    c.eval_every_steps = 1000
+    c.checkpoint_every_steps = 1000
+    c.keep_checkpoints = 3
+    return c
+
+
+def reader() -> ml_collections.ConfigDict:
+    """The readers' task: digit sequences from crops (seed_cnn, reader_cnn, goodfellow, resnet18)."""
+    c = base()
+    c.head = "blank"              # blank (5 x 11-way, the seed's) | length (length + 5 x 10-way)
+    c.dropout_rate = 0.2          # goodfellow, resnet18, reader_cnn (seed_cnn keeps the seed report's rates)
+    c.goodfellow_first_layer = "bn_relu"  # bn_relu (SVHNClassifier-PyTorch) | maxout (the paper)
+    c.model_dtype = "float32"     # goodfellow, resnet18 compute dtype: float32 | bfloat16 (GPU/TPU)
+    c.train_file = ""             # dataset=hdf5: explicit paths to contract files
+    c.eval_file = ""
+    c.num_synthetic_train = 20000  # dataset=synthetic: examples generated per split
+    c.num_synthetic_test = 2000
+    c.num_multi_mnist_train = 5000  # dataset=multi_mnist: examples composed per split
+    c.num_multi_mnist_test = 5000
+    c.mnist_npz = ""              # dataset=multi_mnist: "" -> TFDS mnist; else an .npz of images [N,28,28], labels
+    c.holdout_fraction = 0.2      # dataset=multi_mnist, .npz only: share of its digits kept for the test split
+    c.crop_size = 0               # >0: random crop in training, centre crop at eval (on device)
+    c.augment = False             # random zoom/rotation/shift, contrast, polarity, noise (data/augment.py)
+    c.standardize = False         # inputs to zero mean and unit deviation per image (else mean only)
+    c.max_eval_examples = 0       # 0 = evaluate on the whole split
+    return c
+
+
+def localiser() -> ml_collections.ConfigDict:
+    """The localiser's task: where the number is in a whole photo (synthetic scenes, data/synth/scene.py)."""
+    c = base()
+    c.task = "localiser"
+    c.model = "localiser"
+    c.dataset = "scenes"
+    c.recipe = "scene128_rgb"
+    c.num_scenes_train = 24_000   # dataset=scenes: scenes rendered per split
+    c.num_scenes_test = 1000
+    c.scene_seed = 0              # added to the split's seed
+    return c
+
+
+def defaults(task: str) -> ml_collections.ConfigDict:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return reader() if task == "reader" else localiser()
+
+
+def task_of(values: dict | ml_collections.ConfigDict) -> str:
+    """The task of a config (configs written before the ``task`` key: told by the model)."""
+    if "task" in values:
+        return values["task"]
+    return "localiser" if values.get("model") == "localiser" else "reader"
+
+
+def saved(path: str | Path) -> ml_collections.ConfigDict:
+    """A run's config.json, keys added to its task's defaults since it was written at their defaults."""
+    values = json.loads(Path(path).read_text())
+    fresh = json.loads(defaults(task_of(values)).to_json_best_effort())
+    return ml_collections.ConfigDict({**fresh, **values})

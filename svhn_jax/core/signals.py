@@ -1,0 +1,86 @@
+"""Stop signals (SIGTERM, SIGINT): stop at once in one line, or stop cleanly where the work allows.
+
+A signal that ends the program at once exits 128 + its number (130 for SIGINT, 143 for SIGTERM), the
+status a shell reports for a process the signal killed. `StopRequests` turns the first signal into
+a request that a training loop honours after its step (a checkpoint saved; `errors.Stopped`).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any, Callable
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal that stops the program at once, raised like Ctrl-C's KeyboardInterrupt (SIGTERM included)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+
+def handle_stop_signals(handler: Callable[[int, Any], None]) -> dict[int, Any]:
+    """Sets `handler` for SIGTERM and SIGINT; returns the handlers it replaced.
+
+    A signal ignored (SIGINT in a shell's background job) stays ignored; off the main thread
+    Python cannot handle signals, and nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+
+
+
+def exit_at_once(signum: int, frame: Any = None) -> None:
+    """A signal handler that ends the program now: one line, exit 128 + signal, no cleanup.
+
+    For when nothing can be saved or cleaned (while libraries load), and as the fallback when an
+    `Interrupted` would be lost: every writer survives this as it survives kill -9 (whole files
+    are renamed into place, so a temporary one left behind is never taken for a result).
+    """
+    os.write(2, f"error: interrupted ({signal.Signals(signum).name})\n".encode())
+    os._exit(128 + signum)
+
+
+
+def raise_interrupted(signum: int, frame: Any) -> None:
+    """A signal handler that stops at once by raising `Interrupted`: `finally` blocks clean up."""
+    raise Interrupted(signum)
+
+
+
+def exit_if_interrupted_was_lost(unraisable: Any) -> None:
+    """``sys.unraisablehook``: an `Interrupted` raised where Python cannot pass it on (a ``__del__``,
+    a garbage-collector callback) would be printed and dropped, and the program would run on; exit."""
+    if isinstance(unraisable.exc_value, Interrupted):
+        exit_at_once(unraisable.exc_value.signum)
+    sys.__unraisablehook__(unraisable)
+
+
+
+class StopRequests:
+    """``with StopRequests() as stop:`` turns the first SIGTERM or SIGINT into a request, ``stop.signum``.
+
+    The code in the block looks at ``stop.signum`` where it can stop cleanly (a training loop:
+    after its step, once it saved a checkpoint); a second signal stops at once (`Interrupted`).
+    Where signals cannot be handled (`handle_stop_signals`), ``stop.signum`` stays 0.
+    """
+
+    def __enter__(self) -> "StopRequests":
+        self.signum = 0
+        self.previous = handle_stop_signals(self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum:
+            raise Interrupted(signum)
+        self.signum = signum
