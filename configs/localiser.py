@@ -1,9 +1,9 @@
-"""The shipped localiser: finds the house number in a whole photo (`svhn_jax/localise.py`).
+"""The shipped localiser: finds the house number in a whole photo (`tasks/localiser.py`, `infer/localiser.py`).
 
   python -m svhn_jax.main --config=configs/localiser.py --workdir=workdirs/localiser
 
 A small fully convolutional heat-map network (`models/localiser.py`) on 128 x 128 letterboxed
-photos, trained on synthetic whole scenes (`data/synth_scene.py`: SVHN-like photos, walls with the
+photos, trained on synthetic whole scenes (`data/synth/scene.py`: SVHN-like photos, walls with the
 number anywhere at 5-90 % of the width, stacked digits, night, tilted photos, scenes without a
 number), rendered once into the data folder. Resumable: the same command continues the run.
 """

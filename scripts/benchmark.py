@@ -61,9 +61,9 @@ flags.DEFINE_list("model", ["seed_cnn"], "Models to measure (comma-separated).")
 flags.DEFINE_list("batch_size", ["64"], "Global batch sizes (comma-separated).")
 flags.DEFINE_integer("steps", 60, "Timed training steps per measurement, with real data and again device-resident.")
 flags.DEFINE_list("cpu_devices", ["1"], "XLA host CPU devices per JAX run (comma-separated; see "
-                  "svhn_jax/xla_flags.py).")
+                  "svhn_jax/core/xla_flags.py).")
 flags.DEFINE_list("parallel", ["auto"], "Data-parallel modes (comma-separated: auto, host_reduce, shard_map, pmap; "
-                  "svhn_jax/parallel.py); each is run with each --cpu_devices count.")
+                  "svhn_jax/core/parallel.py); each is run with each --cpu_devices count.")
 flags.DEFINE_integer("rounds", 3, "Alternating JAX / PyTorch rounds per (model, batch size).")
 flags.DEFINE_integer("eval_examples", 2048, "Examples in the in-memory evaluation split.")
 flags.DEFINE_bool("first_step", True, "Measure the first step cold and warm (persistent cache).")

@@ -3,7 +3,7 @@
   python scripts/fit_synth_stats.py [--labels=PATH] [--out=PATH]
 
 Reads ``../shared/data/svhn_train_labels.json`` (a list of {filename, width, height, boxes: [{label,
-xmin, ymin, xmax, ymax}]}) and writes the tables that `svhn_jax/data/synth_geometry.py` loads
+xmin, ymin, xmax, ymax}]}) and writes the tables that `svhn_jax/data/synth/geometry.py` loads
 (``svhn_jax/data/synth/stats.json``, or ``--out``): the
 length and digit distributions, and quantile tables (at `Q_PROBS`) of image height, digit height as a
 fraction of the image height, box aspect per digit, the overlap of neighbouring boxes as a fraction

@@ -31,7 +31,7 @@ flags.DEFINE_integer("process_id", -1, "Multi-process: this process's index, 0..
 flags.DEFINE_string("cpu_devices", "auto", "Host CPU devices for XLA: a count, or 'auto': one per core "
                     "when the step needs no in-program collective (one process, --config.parallel auto or "
                     "host_reduce, a model without BatchNorm), else 1 (XLA:CPU's all-reduce can deadlock: "
-                    "svhn_jax/xla_flags.py). XLA_FLAGS wins.")
+                    "svhn_jax/core/xla_flags.py). XLA_FLAGS wins.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -1,7 +1,7 @@
 """The XLA settings the project chooses, in one place (they must be set before JAX starts its backend).
 
 `use_cpu_devices(n)` splits the host CPU into `n` XLA devices
-(``--xla_force_host_platform_device_count``), so that the data-parallel step (`parallel.py`) runs
+(``--xla_force_host_platform_device_count``), so that the data-parallel step (`core/parallel.py`) runs
 one shard of the batch per core, each with its own executor thread, instead of one program that
 parallelises every op over the cores: small convolutions parallelise poorly inside one op, so
 several devices train faster (compare with ``scripts/benchmark.py --cpu_devices=2,1``). Results do

@@ -2,12 +2,12 @@
 
 `read_photo` is what `predict` and `score_photos` do with one photo:
 
-1. the localiser (`localise.Localiser`) sees the photo downscaled and letterboxed (bounded memory
+1. the localiser (`infer.localiser.Localiser`) sees the photo downscaled and letterboxed (bounded memory
    and time whatever the photo's size) and proposes up to `NUM_CANDIDATES` boxes with its
    confidence, and the probability that the photo holds no number;
 2. each proposal is refined by a second look at the photo around it, zoomed so the number fills it
    as an SVHN photo does (small numbers in big photos are found coarsely, then boxed closely);
-3. the reader reads every candidate box (27 test-time views voted, `reading.views`), and a box taller
+3. the reader reads every candidate box (27 test-time views voted, `reader.views`), and a box taller
    than wide is also read as digits stacked vertically (cut into 2-5 rows at the gaps between the
    digits, laid side by side, read top to bottom; tried only where every cut falls in a gap, kept
    only when the reader reads one digit a row);

@@ -18,8 +18,8 @@ picks one of two formulations:
   the output gradient shifted along H in k ways (k times each input, not k*k times as im2col),
   ``[k*Cin, k*Cout] = xw^T @ dyh`` holds all k*k kernel taps.
 
-All match ``jax.grad`` of ``lax.conv_general_dilated`` to float rounding (tests/test_models.py,
-tests/test_speed_equivalence.py). `conv_general_dilated` is a drop-in for
+All match ``jax.grad`` of ``lax.conv_general_dilated`` to float rounding (tests/models/test_models.py,
+tests/core/test_speed_equivalence.py). `conv_general_dilated` is a drop-in for
 ``nn.Conv(conv_general_dilated=...)`` that routes the `conv_same` case there.
 """
 from __future__ import annotations

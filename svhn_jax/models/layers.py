@@ -1,7 +1,7 @@
 """Small building blocks shared by the model families: max-pooling and dropout.
 
-Written for XLA:CPU speed, with the plain formulations' numbers (tests/test_speed_equivalence.py,
-tests/test_models.py). The pools are ``nn.max_pool`` computed as reshapes or shifted slices and
+Written for XLA:CPU speed, with the plain formulations' numbers (tests/core/test_speed_equivalence.py,
+tests/models/test_models.py). The pools are ``nn.max_pool`` computed as reshapes or shifted slices and
 maxima, so their gradients are elementwise selects instead of XLA's slow select-and-scatter:
 `max_pool_2x2` (the seed net's; values and gradients, ties included) and the Goodfellow net's
 padded `max_pool_2x2_stride2_pad1` / `max_pool_2x2_stride1_pad1`. `Dropout` draws its mask from a

@@ -7,7 +7,7 @@ Kernels Xavier/Glorot-uniform, biases zero, 'SAME' padding.
 Each conv -> ReLU -> pool is computed as conv -> pool -> + bias -> ReLU: adding a per-channel bias
 and ReLU are monotone, so max-pooling commutes with them and the values are the same, while the
 bias and ReLU touch a quarter of the elements. Parameters ("conv1": kernel, bias, ...) and their
-initial values are those of ``nn.Conv``; tests/test_speed_equivalence.py checks outputs and
+initial values are those of ``nn.Conv``; tests/core/test_speed_equivalence.py checks outputs and
 gradients against the plain ``nn.Conv`` / ``nn.relu`` / ``nn.max_pool`` network.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python -m svhn_jax.prepare --dataset=svhn --splits=train,test --recipe=seed32_grey   # runs `prepare`
 
-`prepare` fetches what is missing with `svhn_release` (download or ``source_dir``, into
+`prepare` fetches what is missing with `svhn.release` (download or ``source_dir``, into
 ``<data_dir>/svhn/raw/``) and writes ``<data_dir>/svhn/<recipe>/<split>.h5`` (`svhn_jax.data.paths`).
 Training never downloads: `ensure_split` names the command that does.
 """

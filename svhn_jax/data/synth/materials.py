@@ -2,7 +2,7 @@
 
 `palette` picks what the number is painted with and on; `background` paints a wall with clutter and
 distractor words or digits, never over the number; `glyph` gives a digit's ink in one of the TrueType
-faces that ship inside matplotlib. `synth_render` puts these together into a photo.
+faces that ship inside matplotlib. `render` puts these together into a photo.
 """
 from __future__ import annotations
 

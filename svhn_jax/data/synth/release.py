@@ -1,8 +1,8 @@
 """Synthetic SVHN format-1 releases: geometry fitted to the real labels, street-photo appearance.
 
 An example is a pure function of ``(seed, index)``: `example_rngs` derives two independent generators
-from it, one for the geometry (`synth_geometry.sample_layout`) and one for the appearance
-(`synth_render.render`). `write_release` writes a folder in the exact layout of the real release
+from it, one for the geometry (`geometry.sample_layout`) and one for the appearance
+(`render.render`). `write_release` writes a folder in the exact layout of the real release
 (``1.png, 2.png, ..., digitStruct.mat``) with a pool of processes; the files do not depend on the
 number of processes.
 

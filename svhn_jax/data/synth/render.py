@@ -1,6 +1,6 @@
 """Draws a synthetic house number as a street photo: plaque, digits, perspective, occlusion, camera.
 
-`render(layout, rng)` draws a `synth_geometry.Layout` on a wall from `synth_materials`. Drawing happens on a "work"
+`render(layout, rng)` draws a `geometry.Layout` on a wall from `materials`. Drawing happens on a "work"
 canvas where digits are 28-40 pixels tall (`WORK_DIGIT_HEIGHT`); the result is then scaled to the full
 image size: down, like a camera averaging a small number's pixels, or up, as large real SVHN images
 are upscaled street-view crops anyway. Every labelled digit keeps at least the middle 65 % of its box

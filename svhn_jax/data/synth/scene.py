@@ -4,7 +4,7 @@
 (`preprocess.letterbox`, the same function `predict` applies to a user's photo): uint8 [SIZE, SIZE, 3] and the
 number's union box (x, y, w, h in those pixels; NaN when the scene holds no number). Kinds:
 
-- "svhn": an SVHN format-1 photo as `synth_render.render` draws it (mostly tight around the number);
+- "svhn": an SVHN format-1 photo as `render.render` draws it (mostly tight around the number);
 - "wall": a photo of a wall, door or facade with the number anywhere at 5-90 % of the photo's width,
   clutter, words and stray digits around it, sometimes a street name under it and a phone number or
   date elsewhere (digits that are not the house number); sometimes the digits are stacked vertically;

@@ -17,7 +17,7 @@ from svhn_jax.data.synth import geometry as synth_geometry
 from svhn_jax.data.synth import release as synthetic
 from svhn_jax.data.synth import render as synth_render
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LABELS = REPO.parent / "shared" / "data" / "svhn_train_labels.json"
 
 

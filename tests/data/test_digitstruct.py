@@ -151,7 +151,7 @@ def test_fields_of_different_lengths_are_an_error(tmp_path):
 
 def test_real_train_labels_round_trip_a_slice(tmp_path):
     """100 real entries of ../shared (skipped when absent)."""
-    labels = Path(__file__).resolve().parents[2] / "shared" / "data" / "svhn_train_labels.json"
+    labels = Path(__file__).resolve().parents[3] / "shared" / "data" / "svhn_train_labels.json"
     if not labels.is_file():
         pytest.skip(f"{labels} absent")
     raw = json.loads(labels.read_text())[:100]

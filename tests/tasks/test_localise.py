@@ -161,7 +161,7 @@ def test_annotate_draws_the_box_and_huge_photos_are_read_in_bounded_memory(tmp_p
     huge = Image.new("RGB", (4000, 3000), (150, 140, 120))
     huge.paste(sample.resize((sample.width * 2, sample.height * 2)), (2500, 1200))
     huge.save(tmp_path / "huge.jpg", quality=90)
-    code = ("import resource, sys; from svhn_jax import predict; from absl import app; predict.define_flags(); "
+    code = ("import resource, sys; from svhn_jax.cli import predict; from absl import app; predict.define_flags(); "
             "sys.argv = ['predict', '--json', '--annotate=" + str(tmp_path / "drawn") + "', '" +
             str(tmp_path / "huge.jpg") + "']; "
             "app.run(lambda argv: print(predict.main(argv), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))")
