@@ -13,9 +13,12 @@ extension (JPEG under ``.png``), EXIF orientation applied; with ``--boxes`` the 
 on each side and cropped; the image (photo or crop) upscaled (bicubic) so that it is at least
 ``--min_height`` (96) pixels high (SVHN photos can be ~40 px high; PP-OCR reads text lines at 48 px);
 a JPEG bigger than RapidOCR's own limit (2,000 px) decoded at a reduced scale (JPEG DCT scaling, as
-svhn_jax does). RapidOCR's default pipeline (detection, angle classifier, recognition; lines under its
-0.5 score dropped) gives text lines; each keeps only its digits 0-9; the answer is the digit string
-of the tallest line that has one (height: its box's vertical extent; ties: the higher score), its
+svhn_jax does). On a whole photo RapidOCR's default pipeline (text detection, angle classifier,
+recognition; lines under its 0.5 score dropped) gives text lines; a box is already the text line, so
+the crop goes to the angle classifier and recogniser only (one line, the crop's height): RapidOCR's
+detector run inside such a tight crop finds no text in most of them (``--peer_detect_in_box`` runs it
+anyway, to measure that). Each line keeps only its digits 0-9; the answer is the digit string of the
+tallest line that has one (height: its box's vertical extent; ties: the higher score), its
 confidence that line's recognition score; no line with a digit answers none.
 
 svhn_jax reads in-process exactly as ``score_photos`` (and ``predict``) read: the shipped reader and
@@ -140,11 +143,24 @@ def open_photo(path: Path, box: Sequence[float] | None, min_height: int) -> Any:
     return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
 
 
-def load_rapidocr(rapidocr_class: Any, min_height: int) -> Callable[[Path, Any], Answer]:
+def whole_image_lines(results: Sequence[Sequence[Any]] | None, width: int, height: int) -> list[list[Any]]:
+    """RapidOCR's recognition-only results ``[text, score]`` as lines whose box is the whole image."""
+    box = [[0, 0], [width, 0], [width, height], [0, height]]
+    return [[box, text, score] for text, score, *_ in results or ()]
+
+
+def load_rapidocr(rapidocr_class: Any, min_height: int, detect_in_box: bool = False) -> Callable[[Path, Any], Answer]:
+    """read(path, box or None) -> the peer's answer: the whole photo through RapidOCR's full pipeline;
+    a box (a text line already found) through its angle classifier and recogniser only, unless
+    `detect_in_box` (then the full pipeline on the crop too)."""
     engine = rapidocr_class()
 
     def read(path: Path, box: Sequence[float] | None) -> Answer:
-        lines, _ = engine(open_photo(path, box, min_height))
+        image = open_photo(path, box, min_height)
+        if box is None or detect_in_box:
+            lines, _ = engine(image)
+        else:
+            lines = whole_image_lines(engine(image, use_det=False)[0], image.width, image.height)
         number, confidence = digit_answer(lines)
         return {"number": number, "confidence": confidence,
                 "lines": [[text, round(float(score), 4), round(max(p[1] for p in b) - min(p[1] for p in b), 1)]
@@ -246,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min_confidence", type=float, default=0.9)
     parser.add_argument("--min_height", type=int, default=MIN_HEIGHT,
                         help="RapidOCR's input is upscaled to at least this height (0: never).")
+    parser.add_argument("--peer_detect_in_box", action="store_true",
+                        help="With --boxes, run RapidOCR's text detector in the crop too (default: recognition only).")
     args = parser.parse_args(argv)
     rapidocr_class, rapidocr_import_s = import_rapidocr()
     from svhn_jax.photos import read_labels
@@ -266,8 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     truths = [r["number"] for r in labels]
     systems = {}
-    for name, load, extra in (("rapidocr", lambda: load_rapidocr(rapidocr_class, args.min_height), rapidocr_import_s),
-                              ("svhn_jax", load_svhn_jax, 0.0)):
+    def peer() -> Callable[[Path, Any], Answer]:
+        return load_rapidocr(rapidocr_class, args.min_height, args.peer_detect_in_box)
+
+    for name, load, extra in (("rapidocr", peer, rapidocr_import_s), ("svhn_jax", load_svhn_jax, 0.0)):
         answers, times = run_system(load, args.folder, labels, args.boxes, extra)
         systems[name] = {"summary": summarise(answers, truths, args.min_confidence), "timing": times,
                          "answers": answers}
@@ -275,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json_out:
         report = {"folder": str(args.folder), "labels": str(args.labels), "boxes": args.boxes,
                   "min_confidence": args.min_confidence, "min_height": args.min_height, "pad": PAD,
+                  "peer_detect_in_box": args.peer_detect_in_box,
                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                   "versions": versions(), "systems": systems}
