@@ -265,7 +265,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peer_detect_in_box", action="store_true",
                         help="With --boxes, run RapidOCR's text detector in the crop too (default: recognition only).")
     args = parser.parse_args(argv)
-    rapidocr_class, rapidocr_import_s = import_rapidocr()
     from svhn_jax.photos import read_labels
     try:
         labels = read_labels(args.labels)
@@ -279,14 +278,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         missing = sum(not r["box"] for r in labels)
         print(f"error: --boxes: {missing} of {len(labels)} photos have no box in {args.labels}", file=sys.stderr)
         return 2
+    if not 0.0 <= args.min_confidence <= 1.0:
+        print(f"error: --min_confidence={args.min_confidence}: must lie in 0-1", file=sys.stderr)
+        return 2
     if not args.folder.is_dir():
         print(f"error: {args.folder}: not a folder", file=sys.stderr)
         return 2
+    rapidocr_class, rapidocr_import_s = import_rapidocr()
     truths = [r["number"] for r in labels]
-    systems = {}
+
     def peer() -> Callable[[Path, Any], Answer]:
         return load_rapidocr(rapidocr_class, args.min_height, args.peer_detect_in_box)
 
+    systems = {}
     for name, load, extra in (("rapidocr", peer, rapidocr_import_s), ("svhn_jax", load_svhn_jax, 0.0)):
         answers, times = run_system(load, args.folder, labels, args.boxes, extra)
         systems[name] = {"summary": summarise(answers, truths, args.min_confidence), "timing": times,
