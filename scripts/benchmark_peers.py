@@ -173,13 +173,15 @@ def load_svhn_jax() -> Callable[[Path, Any], Answer]:
     read as ``score_photos`` reads it. The benchmark's only calls into the package are here."""
     from absl import logging
 
-    from svhn_jax import compilation_cache, predict, score_photos
-    from svhn_jax.errors import quiet_libraries
-    from svhn_jax.localise import Localiser
+    from svhn_jax.cli import score_photos
+    from svhn_jax.core import compilation_cache
+    from svhn_jax.core.cli import quiet_libraries
+    from svhn_jax.infer.localiser import Localiser
+    from svhn_jax.infer.reader import Reader
     logging.set_verbosity(logging.ERROR)
     quiet_libraries()
     compilation_cache.enable(None)  # as predict does: the user cache folder or $SVHN_JAX_COMPILATION_CACHE
-    reader, localiser = predict.Reader.load(None), Localiser.load(None)
+    reader, localiser = Reader.load(None), Localiser.load(None)
 
     def read(path: Path, box: Sequence[float] | None) -> Answer:
         row = {"file": path.name, "number": "", "box": tuple(box) if box is not None else None}
@@ -265,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peer_detect_in_box", action="store_true",
                         help="With --boxes, run RapidOCR's text detector in the crop too (default: recognition only).")
     args = parser.parse_args(argv)
-    from svhn_jax.photos import read_labels
+    from svhn_jax.infer.photos import read_labels
     try:
         labels = read_labels(args.labels)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:

@@ -62,10 +62,10 @@ def _svhn() -> None:
 
 
 def _synthetic() -> None:
-    from configs import default
+    from svhn_jax.core import config as config_lib
     from svhn_jax.data import paths, sources
     from svhn_jax.data.synth import source as synthetic_source
-    config = default.get_config()
+    config = config_lib.reader()
     config.update(dataset="synthetic", recipe=FLAGS.recipe, data_dir=_data_dir())
     if FLAGS["num_examples"].present:
         config.num_synthetic_train = config.num_synthetic_test = FLAGS.num_examples
