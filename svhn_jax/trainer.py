@@ -41,6 +41,7 @@ from svhn_jax.core.workdir import RunError
 from svhn_jax.data import pipeline, sources
 from svhn_jax.infer import weights
 from svhn_jax.models import create_model
+from svhn_jax.pretrained import PretrainedError
 from svhn_jax.tasks.base import Task
 
 # Config values that must be positive integers (0 would divide by zero deep in the run).
@@ -105,7 +106,7 @@ def initialize(state: TrainState, spec: str, task: str) -> TrainState:
     source = {"params": source["params"], "batch_stats": source.get("batch_stats", {})}
     shapes = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), tree)
     if shapes(source) != shapes(target):
-        raise RunError(f"--config.init_from={spec}: its model has other layers or shapes than this "
+        raise PretrainedError(f"--config.init_from={spec}: its model has other layers or shapes than this "
                        "run's (model, head and recipe must match)")
     cast = lambda tree, like: jax.tree.map(lambda a, b: np.asarray(a, b.dtype), tree, like)
     return state.replace(params=cast(source["params"], state.params),

@@ -20,7 +20,7 @@ ALLOWED = {
     "pretrained": ("core", "models"),
     "tasks": ("core", "data", "models"),
     "infer": ("core", "data.preprocess", "data.model_input", "models", "pretrained"),
-    "trainer": ("core", "data", "models", "tasks", "infer.weights"),
+    "trainer": ("core", "data", "models", "tasks", "infer.weights", "pretrained"),
     "cli": ("core", "data", "models", "tasks", "infer", "pretrained", "trainer"),
 }
 COMMANDS = ("main", "predict", "score_photos", "prepare", "synth", "report")

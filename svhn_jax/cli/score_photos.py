@@ -27,7 +27,7 @@ from svhn_jax.core.cli import cli, quiet_libraries
 from svhn_jax.infer import whole_photo
 from svhn_jax.infer.photos import ImageError, read_labels
 from svhn_jax.infer.reader import Reader
-from svhn_jax.models.localiser import iou
+from svhn_jax.models.decoding import iou
 
 FOUND_IOU = 0.5
 

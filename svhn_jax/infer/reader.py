@@ -1,24 +1,24 @@
-"""Reading one box of a photo: the crop the reader sees, test-time views of it, and their vote.
+"""Reading the number in a box of a photo: the trained reader, the crops it sees, and their vote.
 
-`preprocess` crops exactly as the training data was cropped (the union box grown by the recipe's
-margin, resized); `views` makes the 27 slightly scaled and shifted crops of a box that `vote` turns
-into one reading. `svhn_jax.infer.whole_photo` finds the box when the user gives none.
+`Reader` reads batches of crops, with JAX (`load`: a user's run or the shipped weights, `infer.weights`)
+or onnxruntime (`infer.onnx`); this module imports neither. `preprocess` crops exactly as the
+training data was cropped (the union box grown by the recipe's margin, resized); `views` makes the
+27 slightly scaled and shifted crops of a box that `vote` turns into one reading.
+`infer.whole_photo` finds the box when the user gives none.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import Any, Callable
 
-import jax
 import numpy as np
 
 from svhn_jax.data import preprocess as pp
-from svhn_jax.infer import weights
 from svhn_jax.infer.photos import ImageError
-from svhn_jax.models.sequences import infer_sequences
 
-BATCH_SIZE = 16  # fixed, so one compiled program serves any number of crops
+BATCH_SIZE = 16  # JAX reads fixed-size batches, so one compiled program serves any number of crops
+Readings = tuple[np.ndarray, np.ndarray, np.ndarray]  # lengths [N], digits [N, 5], confidence [N]
 
 
 def preprocess(image: np.ndarray, recipe: str, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
@@ -62,29 +62,32 @@ def vote(lengths: np.ndarray, digits: np.ndarray, confidence: np.ndarray) -> tup
 
 @dataclasses.dataclass
 class Reader:
-    """A trained run ready to read batches of preprocessed images."""
+    """A trained reader ready to read batches of crops (its `config` names the crops' recipe)."""
 
     config: Any
-    variables: Any
-    infer: Any  # jitted (variables, uint8 [B, S, S, C]) -> (length [B], digits [B, 5], confidence [B])
+    run: Callable[[np.ndarray], Readings]  # uint8 [B, S, S, C] -> readings
+    batch_size: int = 0                    # > 0: crops are read in batches of exactly this size (padded)
 
     @classmethod
     def load(cls, workdir: str | os.PathLike | None = None) -> "Reader":
-        """The latest checkpoint of `workdir`, or the shipped reader when `workdir` is None or ''."""
+        """The latest checkpoint of `workdir`, or the shipped reader when `workdir` is None or '' (JAX)."""
+        import jax
+
+        from svhn_jax.infer import weights
+        from svhn_jax.models.sequences import infer_sequences
         config, model, variables = weights.load("reader", workdir)
+        # The variables are an argument, not baked into the compiled program.
+        infer = jax.jit(lambda v, images: infer_sequences(model, config, v, images)[0])
+        return cls(config=config, run=lambda images: infer(variables, images), batch_size=BATCH_SIZE)
 
-        def infer(variables, images):  # variables as an argument: not baked into the program
-            return infer_sequences(model, config, variables, images)[0]
-
-        return cls(config=config, variables=variables, infer=jax.jit(infer))
-
-    def read_crops(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """uint8 [N, S, S, C] -> (lengths [N], digits [N, 5], confidence [N]) in fixed-size batches."""
+    def read_crops(self, images: np.ndarray) -> Readings:
+        """uint8 [N, S, S, C] -> (lengths [N], digits [N, 5], confidence [N])."""
+        step = self.batch_size or max(1, len(images))
         outputs = []
-        for start in range(0, len(images), BATCH_SIZE):
-            chunk = images[start:start + BATCH_SIZE]
-            padded = np.concatenate([chunk, np.zeros((BATCH_SIZE - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            outputs.append([np.asarray(a)[:len(chunk)] for a in self.infer(self.variables, padded)])
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            outputs.append([np.asarray(a)[:len(chunk)] for a in self.run(padded)])
         if not outputs:
             return np.zeros((0,), np.int32), np.zeros((0, 5), np.int32), np.zeros((0,), np.float32)
         lengths, digits, confidence = (np.concatenate(parts) for parts in zip(*outputs))

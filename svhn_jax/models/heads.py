@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from svhn_jax.data.labels import MAX_DIGITS, PAD
+from svhn_jax.models import decoding
 
 NUM_LENGTH_CLASSES = MAX_DIGITS + 2  # 0..5 and ">5"
 HEAD_TYPES = ("blank", "length")
@@ -67,31 +68,6 @@ def per_example_loss(logits: Logits, lengths: jax.Array, digits: jax.Array) -> j
 
 
 def decode(logits: Logits) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Logits -> (length int32 [B], digits int32 [B, 5] padded with PAD, confidence float32 [B]).
-
-    ``blank``: the most likely class at each position; the sequence ends at the first blank, and
-    the confidence is the product of the five chosen probabilities (blanks included), with any
-    position after the first blank forced to blank. ``length``: the most likely length L, then the
-    most likely digit at each of the first L positions; confidence p(L) * prod p(digit_i). A length
-    of 0 or ">5" (class 6) decodes to an empty sequence, which is never a correct answer.
-    """
-    digit_logp = jax.nn.log_softmax(logits["digits"].astype(jnp.float32))
-    positions = jnp.arange(MAX_DIGITS)[None, :]
-    if head_type(logits) == "blank":
-        best = jnp.argmax(digit_logp, -1)
-        is_blank = best == PAD
-        length = jnp.where(is_blank.any(-1), jnp.argmax(is_blank, -1), MAX_DIGITS)
-        inside = positions < length[:, None]
-        chosen = jnp.where(inside, best, PAD)
-        logp = jnp.take_along_axis(digit_logp, chosen[..., None], -1)[..., 0].sum(-1)
-        return length.astype(jnp.int32), chosen.astype(jnp.int32), jnp.exp(logp)
-    length_logp = jax.nn.log_softmax(logits["length"].astype(jnp.float32))
-    length = jnp.argmax(length_logp, -1)
-    length_logp_best = jnp.max(length_logp, -1)
-    length = jnp.where(length > MAX_DIGITS, 0, length)  # ">5" cannot be read out: empty answer
-    inside = positions < length[:, None]
-    best = jnp.argmax(digit_logp, -1)
-    digit_logp_best = jnp.max(digit_logp, -1)
-    chosen = jnp.where(inside, best, PAD)
-    logp = length_logp_best + jnp.sum(jnp.where(inside, digit_logp_best, 0.0), -1)
-    return length.astype(jnp.int32), chosen.astype(jnp.int32), jnp.exp(logp)
+    """Logits -> (length int32 [B], digits int32 [B, 5] padded with PAD, confidence float32 [B]):
+    `decoding.decode_sequences` in jax.numpy (its docstring says how each head decodes)."""
+    return decoding.decode_sequences(logits, jnp, jax.nn.log_softmax)

@@ -4,27 +4,18 @@ A small fully convolutional network on the photo letterboxed to SIZE x SIZE (`da
 strided convolutions down to 4 x 4 for the whole photo's context, a top-down path back to a 16 x 16
 grid (one cell = 8 pixels), and per cell a logit "the number's centre is here" plus its box (offset
 of the centre in the cell, log width and log height), and one more logit for "no number in this
-photo"; ~0.14 GFLOP a photo. `decode` turns them into boxes, best first, each with the probability
-mass of the 3 x 3 cells around its peak: the network's confidence that the number is there
-(`tasks.localiser` trains it, `infer.localiser` runs it on photos).
+photo"; ~0.14 GFLOP a photo. `models.decoding.decode_boxes` turns them into boxes (`tasks.localiser`
+trains it, `infer.localiser` runs it on photos).
 """
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from svhn_jax.data.preprocess import get_recipe
 from svhn_jax.models.conv import conv_general_dilated
-
-SIZE = get_recipe("scene128_rgb").size  # the input: the photo letterboxed into SIZE x SIZE
-GRID = 16
-CELL = SIZE // GRID
-OFFSET_SCALE = 4.0 * CELL   # centre offsets are regressed in units of four cells
 
 # Stride-1 convolutions take the fast kernel gradient on XLA:CPU (models/conv.py): 0.48 s instead of
 # 0.68 s for a 32-photo training step on this 2-core machine.
@@ -66,51 +57,3 @@ def prepare(images: jax.Array) -> jax.Array:
     x = images.astype(jnp.float32) / 255.0
     mean = x.mean((1, 2, 3), keepdims=True)
     return (x - mean) / jnp.maximum(x.std((1, 2, 3), keepdims=True), 1.0 / 255.0)
-
-
-
-def cell_centres() -> jax.Array:
-    c = (jnp.arange(GRID, dtype=jnp.float32) + 0.5) * CELL
-    return jnp.stack(jnp.meshgrid(c, c, indexing="xy"), -1)  # [GRID, GRID, 2] as (x, y)
-
-
-
-def logits_of(outputs: dict[str, jax.Array]) -> jax.Array:
-    cells = outputs["cells"]
-    return jnp.concatenate([cells[..., 0].reshape(len(cells), -1), outputs["none"][:, None]], 1)
-
-
-
-def decode(outputs: dict[str, Any], k: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Outputs of a batch -> (boxes [B, k, 4] x, y, w, h in the letterboxed photo, confidence [B, k],
-    p_none [B]): the `k` highest local peaks of the centre map, best first (numpy)."""
-    probs = np.asarray(jax.nn.softmax(logits_of(outputs)))
-    cells = np.asarray(outputs["cells"])
-    heat = probs[:, :-1].reshape(-1, GRID, GRID)
-    padded = np.pad(heat, ((0, 0), (1, 1), (1, 1)))
-    window = np.stack([padded[:, i:i + GRID, j:j + GRID] for i in range(3) for j in range(3)])
-    mass, peak = window.sum(0), heat >= window.max(0)
-    centres = np.asarray(cell_centres())
-    boxes, confidence = np.zeros((len(heat), k, 4), np.float32), np.zeros((len(heat), k), np.float32)
-    for b in range(len(heat)):
-        order = np.argsort(-np.where(peak[b], heat[b], -1.0), axis=None)[:k]
-        for n, flat in enumerate(order):
-            i, j = divmod(int(flat), GRID)
-            c = centres[i, j] + cells[b, i, j, 1:3] * OFFSET_SCALE
-            wh = np.exp(cells[b, i, j, 3:5]) * SIZE
-            boxes[b, n] = [*(c - wh / 2), *wh]
-            confidence[b, n] = mass[b, i, j] if peak[b, i, j] else 0.0
-    return boxes, confidence, probs[:, -1]
-
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of boxes [..., 4] (x, y, w, h); 0 where either is empty or NaN."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    x0, y0 = np.maximum(a[..., 0], b[..., 0]), np.maximum(a[..., 1], b[..., 1])
-    x1 = np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2])
-    y1 = np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nan_to_num(np.where(union > 0, inter / union, 0.0))

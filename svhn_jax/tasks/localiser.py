@@ -22,7 +22,8 @@ import numpy as np
 
 from svhn_jax.core import parallel
 from svhn_jax.data.synth.scene import read_scenes
-from svhn_jax.models.localiser import CELL, GRID, OFFSET_SCALE, SIZE, cell_centres, decode, iou, logits_of, prepare
+from svhn_jax.models.decoding import CELL, GRID, OFFSET_SCALE, SIZE, cell_centres, decode_boxes, iou, logits_of
+from svhn_jax.models.localiser import prepare
 from svhn_jax.tasks.base import EvaluateFn, TaskData
 
 MIN_SIGMA = 0.6 * CELL      # the target's spread over cells, in pixels: at least this ...
@@ -52,7 +53,7 @@ def targets(boxes: jax.Array) -> tuple[jax.Array, jax.Array]:
 def loss(outputs: dict[str, jax.Array], boxes: jax.Array) -> jax.Array:
     """Per-photo loss: cross-entropy of the centre map + BOX_WEIGHT x the target-weighted L1 of the box terms."""
     probs, reg = targets(boxes)
-    ce = -(probs * jax.nn.log_softmax(logits_of(outputs))).sum(1)
+    ce = -(probs * jax.nn.log_softmax(logits_of(outputs, jnp))).sum(1)
     weights = probs[:, :-1].reshape(-1, GRID, GRID)
     l1 = (jnp.abs(outputs["cells"][..., 1:] - reg).sum(-1) * weights).sum((1, 2))
     return ce + BOX_WEIGHT * l1
@@ -92,7 +93,7 @@ def evaluate(apply: Any, params: Any, images: np.ndarray, boxes: np.ndarray,
     """Box IoU >= 0.5 rate on scenes with a number, "no number" told right (p_none > 0.5) on all."""
     found, none_right = [], []
     for start in range(0, len(images), batch):
-        pred, _, p_none = decode(apply(params, images[start:start + batch]), k=1)
+        pred, _, p_none = decode_boxes(apply(params, images[start:start + batch]), k=1, softmax=jax.nn.softmax)
         truth = boxes[start:start + batch]
         has = ~np.isnan(truth[:, 0])
         found += list(iou(pred[has, 0], truth[has]) >= 0.5)

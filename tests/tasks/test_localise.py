@@ -17,7 +17,8 @@ from svhn_jax.data.preprocess import letterbox
 from svhn_jax.data.synth import scene as synth_scene
 from svhn_jax.infer import whole_photo
 from svhn_jax.infer.localiser import Localiser
-from svhn_jax.models.localiser import CELL, GRID, SIZE, decode, iou
+from svhn_jax.models.decoding import CELL, GRID, SIZE, iou
+from svhn_jax.models.decoding import decode_boxes as decode
 from svhn_jax.tasks.localiser import loss, targets
 
 HELD_OUT_SEED = 987_654  # never a training seed (configs/localiser.py renders seeds 1 and 2)
