@@ -17,7 +17,11 @@ reader's (the mean probability its 27 views give the answer) times the localiser
 mass at the box). ``--json`` prints JSON lines instead: ``{"file", "number" (null: see "reason"),
 "reading", "confidence", "box" [x, y, w, h] or null, "box_confidence" (the localiser's; null for a
 given box), "reason" (only when "number" is null)}``. ``--annotate=DIR`` writes each photo as
-``DIR/<name>.png`` with the box and the reading drawn on it.
+``DIR/<photo's name>.annotated.png`` (``house.jpg`` -> ``house.jpg.annotated.png``) with the box and the
+reading drawn on it, and never over a file it did not write: a name that is one of the photos read, was
+already written in this run (two photos of one name in two folders) or holds a file of anyone else
+becomes ``<photo's name>.annotated-2.png``, ``-3``, ...; with ``--json`` each answer says where
+(``"annotated"``).
 
 Images: PNG, JPEG, BMP, GIF (first frame) or WebP, any mode — grey, 16-bit, palette, CMYK, and
 transparent ones composited over white — with EXIF orientation applied. A folder argument is read
@@ -37,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -123,10 +128,39 @@ def format_answer(a: dict[str, Any]) -> str:
     return f"{a['file']}: no number ({a['reason']}; {guess}confidence {a['confidence']:.3f}{where})"
 
 
+ANNOTATION_MARK = ("Software", "svhn_jax.predict --annotate")  # a PNG text chunk in every drawn copy
+
+
+def _ours(path: Path) -> bool:
+    """Whether `path` is a regular file this program drew earlier (a PNG carrying `ANNOTATION_MARK`)."""
+    from PIL import Image
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # a link, folder or FIFO is never ours to replace
+            return False
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get(ANNOTATION_MARK[0]) == ANNOTATION_MARK[1]
+    except Exception:  # unreadable or not an image: someone else's
+        return False
+
+
+def annotation_path(folder: Path, file: str, inputs: set[str], written: set[str]) -> Path:
+    """Where the drawn copy of the photo `file` goes in `folder`: ``<photo's name>.annotated.png`` (the
+    whole name: ``house.jpg`` and ``house.png`` never share one), else ``.annotated-2.png``, ``-3``, ...:
+    the first name that is none of the photos read (`inputs`, real paths), was not written in this run
+    (`written`, real paths) and holds no file, or one this program drew (`_ours`)."""
+    name, n = Path(file).name, 1
+    while True:
+        path = folder / (f"{name}.annotated.png" if n == 1 else f"{name}.annotated-{n}.png")
+        real = os.path.realpath(path)
+        if real not in inputs and real not in written and (not os.path.lexists(path) or _ours(path)):
+            return path
+        n += 1
+
+
 def annotate(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.0, max_side: int = 1600) -> None:
     """Writes `image` (the photo decoded at 1/`scale`; drawn at most `max_side` pixels) as a PNG with the
-    answer's box and reading drawn on it."""
-    from PIL import Image, ImageDraw, ImageFont
+    answer's box and reading drawn on it (marked as ours: `ANNOTATION_MARK`)."""
+    from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
     from svhn_jax.fileio import atomic_write
     picture = Image.fromarray(image)
@@ -146,7 +180,9 @@ def annotate(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.
     text = f"{label} {a['confidence']:.2f}"
     draw.rectangle(draw.textbbox((x, y), text, font=font), fill=(0, 0, 0))
     draw.text((x, y), text, fill=(255, 255, 0), font=font)
-    atomic_write(path, lambda p: picture.save(p, format="PNG"))
+    mark = PngImagePlugin.PngInfo()
+    mark.add_text(*ANNOTATION_MARK)
+    atomic_write(path, lambda p: picture.save(p, format="PNG", pnginfo=mark))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -181,19 +217,25 @@ def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json:
 
     `box` applies to every image, `boxes` (file name -> box) to the images it names; the others are
     localised by `localiser` (None: the whole photo is read as the crop). `annotate_dir` receives
-    each photo with its box and reading drawn (PNG, named after the photo)."""
+    each photo with its box and reading drawn (PNG, named after the photo: `annotation_path`)."""
     out, err = out or sys.stdout, err or sys.stderr
     status = 0
+    found = list(find_images(paths))
+    inputs = {os.path.realpath(file) for file, error in found if error is None}
+    written: set[str] = set()
     if annotate_dir is not None:
         Path(annotate_dir).mkdir(parents=True, exist_ok=True)
-    for file, error in find_images(paths):
+    for file, error in found:
         if error is None:
             try:
                 file_box = (boxes or {}).get(Path(file).name, box)
                 result, image, scale = whole_photo.read_file(reader, localiser, file, file_box, tta, max_pixels)
                 a = answer(file, result, min_confidence)
                 if annotate_dir is not None:
-                    annotate(image, a, Path(annotate_dir) / f"{Path(file).stem}.png", scale)
+                    drawn = annotation_path(Path(annotate_dir), file, inputs, written)
+                    written.add(os.path.realpath(drawn))
+                    annotate(image, a, drawn, scale)
+                    a["annotated"] = str(drawn)
                 print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)
                 continue
             except ImageError as e:

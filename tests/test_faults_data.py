@@ -350,3 +350,41 @@ def test_prepare_cli_refuses_an_escaping_name_in_one_line(tmp_path):
     assert one_line_error(result) == (f"error: {tmp_path / 'src' / 'train' / 'digitStruct.mat'}: image name "
                                       "'../../secret.png' leaves the release folder; refused")
     assert not list((tmp_path / "data").rglob("*.h5"))
+
+
+# ------------------------------------------------------------------ 9. predict never touches a user's photos
+
+@pytest.mark.slow
+def test_annotate_never_writes_over_a_photo_or_a_file_it_did_not_write(tmp_path):
+    """--annotate into the photos' own folder: house.png and house.jpg side by side, a file of the user's
+    under the name a drawing would take, and a second house.png from another folder."""
+    photos, other = tmp_path / "p", tmp_path / "other"
+    photos.mkdir()
+    other.mkdir()
+    shutil.copy(REPO / "samples" / "svhn_train_2.png", photos / "house.png")
+    Image.open(REPO / "samples" / "svhn_train_1.png").convert("RGB").save(photos / "house.jpg", quality=90)
+    shutil.copy(REPO / "samples" / "synthetic_1.png", photos / "house.png.annotated.png")  # the user's own
+    shutil.copy(REPO / "samples" / "synthetic_2.png", other / "house.png")
+    before = {p: p.read_bytes() for p in [*photos.iterdir(), *other.iterdir()]}
+    result = run_module("svhn_jax.predict", "--json", f"--annotate={photos}", str(photos), str(other / "house.png"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert [p for p, data in before.items() if p.read_bytes() != data] == []  # every photo, byte for byte
+    answers = {Path(a["file"]).relative_to(tmp_path).as_posix(): a["annotated"]
+               for a in map(json.loads, result.stdout.splitlines())}
+    assert answers == {"p/house.jpg": str(photos / "house.jpg.annotated.png"),
+                       "p/house.png": str(photos / "house.png.annotated-2.png"),
+                       "p/house.png.annotated.png": str(photos / "house.png.annotated.png.annotated.png"),
+                       "other/house.png": str(photos / "house.png.annotated-3.png")}
+    for photo, drawn in answers.items():  # each drawing is a new PNG the size of its own photo
+        assert Path(drawn) not in before and Image.open(drawn).size == Image.open(tmp_path / photo).size
+    # A rerun into another folder replaces its own earlier drawings, and only those.
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    (drawn / "house.jpg.annotated.png").write_bytes(b"a note of the user's")
+    for _ in range(2):
+        again = run_module("svhn_jax.predict", f"--annotate={drawn}", str(photos / "house.png"),
+                           str(photos / "house.jpg"))
+        assert again.returncode == 0, again.stderr[-3000:]
+    assert (drawn / "house.jpg.annotated.png").read_bytes() == b"a note of the user's"
+    assert sorted(p.name for p in drawn.iterdir()) == ["house.jpg.annotated-2.png", "house.jpg.annotated.png",
+                                                       "house.png.annotated.png"]
