@@ -26,9 +26,9 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from svhn_jax import filelock, localise, parallel, pretrained
+from svhn_jax import localise, parallel, pretrained
 from svhn_jax import workdir as workdir_lib
-from svhn_jax.data import paths, pipeline
+from svhn_jax.data import paths, pipeline, sources
 from svhn_jax.data.synth_scene import SIZE, VERSION, read_scenes, write_scenes
 from svhn_jax.errors import Stopped, StopRequests
 from svhn_jax.models import create_model
@@ -38,11 +38,11 @@ from svhn_jax.workdir import RunError
 
 
 def ensure_scenes(config: ml_collections.ConfigDict) -> tuple[Path, Path]:
-    """The cached train and test scene files of `config`, rendered (once, under a lock) if missing."""
+    """The cached train and test scene files of `config`, rendered (once, under a lock) if missing; a
+    data folder that cannot be written or fills up is one line (`sources.preparing`), nothing half-written."""
     folder = paths.data_dir(config) / "scenes"
-    folder.mkdir(parents=True, exist_ok=True)
     files = []
-    with filelock.locked(folder / ".lock"):
+    with sources.preparing(folder):
         for split, num in (("train", config.num_scenes_train), ("test", config.num_scenes_test)):
             seed = config.scene_seed + paths.split_seed(split)
             path = folder / f"{split}-{num}-seed{seed}-size{SIZE}-v{VERSION}.h5"

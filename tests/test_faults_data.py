@@ -57,10 +57,11 @@ def run_unprivileged(module: str, *args: str, timeout: int = 300) -> subprocess.
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
-    """The program's only stderr line (progress bars aside), checked to be no traceback."""
+    """The program's only stderr line (progress bars and absl's INFO lines aside), checked to be no traceback."""
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr[-3000:]
     text = re.sub(r"[^\r\n]*chunk/s\]", "", result.stderr)  # tqdm's bars, which a terminal overwrites
-    lines = [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    lines = [line for line in text.replace("\r", "\n").splitlines()
+             if line.strip() and not re.match(r"I\d{4} [\d:.]+ +\d+ \S+:\d+\] ", line)]
     assert len(lines) == 1, result.stderr[-3000:]
     return lines[0]
 
@@ -235,9 +236,12 @@ def test_two_runs_preparing_one_fresh_data_folder_both_succeed(tmp_path):
 # ------------------------------------------------------------------ 8. one line instead of a traceback
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["svhn_jax.prepare", "svhn_jax.main"])
+@pytest.mark.parametrize("module", ["svhn_jax.prepare", "svhn_jax.main", "localiser"])
 @pytest.mark.parametrize("fault", ["not writable", "full"])
 def test_a_data_folder_not_writable_or_full_is_one_line(module, fault, tmp_path, request):
+    """"localiser": main with configs/localiser.py, whose scenes are rendered into DATA/scenes (a full disk
+    there once ended in a segfault)."""
+    folder = "scenes" if module == "localiser" else "synthetic"
     if fault == "full":
         data = request.getfixturevalue("small_disk")
         with open(data / "filler", "wb") as f:  # leave 64 KiB: the first images do not fit
@@ -247,14 +251,18 @@ def test_a_data_folder_not_writable_or_full_is_one_line(module, fault, tmp_path,
     else:
         data = tmp_path / "data"
         data.mkdir(mode=0o555)
-        reason = f"Permission denied: '{data / 'synthetic'}'"
+        reason = f"Permission denied: '{data / folder}'"
     if module == "svhn_jax.prepare":
         args = ["--dataset=synthetic", "--splits=train", "--num_examples=40", f"--data_dir={data}"]
+    elif module == "localiser":
+        module, args = "svhn_jax.main", ["--config=configs/localiser.py", "--config.num_scenes_train=300",
+                                         "--config.num_scenes_test=32", "--config.batch_size=16",
+                                         f"--config.data_dir={data}", f"--workdir={tmp_path / 'run'}"]
     else:
         args = ["--config=configs/test.py", f"--config.data_dir={data}", f"--workdir={tmp_path / 'run'}"]
     result = run_unprivileged(module, *args)
     assert result.returncode == 1
-    assert one_line_error(result) == f"error: cannot prepare the data in {data / 'synthetic'} ({reason})"
+    assert one_line_error(result) == f"error: cannot prepare the data in {data / folder} ({reason})"
     assert leftovers(data) == [] and not list(data.rglob("*.h5"))
 
 
