@@ -155,11 +155,16 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, sharding: jax.shar
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), like)
     steps = sorted(manager.all_steps(), reverse=True)
     for step in steps:
+        # Each checkpoint is judged alone, by a manager of its own: orbax fixes a manager's item layout
+        # from the first step it reads, so one broken step (its item folder gone) would fail every other.
+        alone = ocp.CheckpointManager(manager.directory, options=ocp.CheckpointManagerOptions(read_only=True))
         try:
-            state = manager.restore(step, args=ocp.args.StandardRestore(target))
-            problem = problem_with(host_copy(state), step, manager.metadata(step).custom_metadata or {})
+            state = alone.restore(step, args=ocp.args.StandardRestore(target))
+            problem = problem_with(host_copy(state), step, alone.metadata(step).custom_metadata or {})
         except Exception as e:  # whatever fails to read, the next checkpoint may not
             problem = f"it does not restore: {type(e).__name__}: {one_line(e)[:200]}"
+        finally:
+            alone.close()
         if problem is None:
             return state
         logging.warning("skipping the checkpoint of step %d in %s: %s", step, manager.directory, problem)
