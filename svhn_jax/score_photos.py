@@ -11,7 +11,9 @@ as the user would hand it over (no box: the localiser finds it) and, when the la
 the box. A reading is right only when the whole number is (no partial credit); a photo without a
 number is right when the answer is ``number: null``. Printed per photo and as a summary: accuracy
 (count and percent) in each mode, the box found (IoU >= 0.5 with the labelled box) and the mean
-IoU, and the precision of the confident answers (confidence >= --min_confidence).
+IoU, and the precision of the confident answers (confidence >= --min_confidence). A labelled photo
+that cannot be read (missing, misspelt, damaged) is never scored: one line on stderr names it, the
+summary counts it apart, and the exit status is 1.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from svhn_jax import predict, whole_photo
-from svhn_jax.errors import cli, quiet_libraries
+from svhn_jax.errors import UserError, cli, quiet_libraries
 from svhn_jax.localise import iou
 from svhn_jax.photos import ImageError, read_labels
 
@@ -91,6 +93,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m svhn_jax.score_photos --labels=FILE PHOTO_FOLDER", file=sys.stderr)
         return 2
     folder = Path(argv[1])
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a folder of photos")
     try:
         labels = read_labels(FLAGS.labels)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
@@ -108,6 +112,18 @@ def main(argv: list[str]) -> int:
     modes = {"no_box": read_all(reader, localiser, folder, labels, use_box=False)}
     if any(r["box"] for r in labels):
         modes["box"] = read_all(reader, localiser, folder, labels, use_box=True)
+    # A photo that could not be read is named and set apart, never scored as a wrong reading.
+    not_read = {}
+    for answers in modes.values():
+        for a in answers:
+            if a.get("error") and a["file"] not in not_read:
+                not_read[a["file"]] = a["error"]
+                print(f"{folder / a['file']}: {a['error']}", file=sys.stderr)
+    kept = [i for i, row in enumerate(labels) if row["file"] not in not_read]
+    labels = [labels[i] for i in kept]
+    modes = {mode: [answers[i] for i in kept] for mode, answers in modes.items()}
+    if not labels:
+        raise UserError(f"none of the {len(not_read)} labelled photos in {folder} could be read (named above)")
     summary = {mode: score(answers, labels, FLAGS.min_confidence) for mode, answers in modes.items()}
     for i, row in enumerate(labels):
         cells = []
@@ -120,9 +136,13 @@ def main(argv: list[str]) -> int:
         print(f"{row['file']:>40}  truth {row['number'] or 'none':>6}  " + "   ".join(cells))
     for mode, s in summary.items():
         print(summary_line(mode, s, FLAGS.min_confidence))
+    if not_read:
+        print(f"{len(not_read)} of the {len(labels) + len(not_read)} labelled photos not read (named on stderr), "
+              "so not scored")
     if FLAGS.json_out:
-        Path(FLAGS.json_out).write_text(json.dumps({"summary": summary, "answers": modes}, indent=1) + "\n")
-    return 0
+        Path(FLAGS.json_out).write_text(json.dumps({"summary": summary, "answers": modes, "not_read": [
+            {"file": f, "error": e} for f, e in not_read.items()]}, indent=1) + "\n")
+    return 1 if not_read else 0
 
 
 if __name__ == "__main__":

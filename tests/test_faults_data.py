@@ -396,3 +396,34 @@ def test_annotate_never_writes_over_a_photo_or_a_file_it_did_not_write(tmp_path)
     assert (drawn / "house.jpg.annotated.png").read_bytes() == b"a note of the user's"
     assert sorted(p.name for p in drawn.iterdir()) == ["house.jpg.annotated-2.png", "house.jpg.annotated.png",
                                                        "house.png.annotated.png"]
+
+
+# ------------------------------------------------------------------ 10. score_photos scores only what it read
+
+@pytest.mark.slow
+def test_score_photos_never_scores_a_photo_it_did_not_read(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(REPO / "samples" / "svhn_train_2.png", photos / "a.png")
+    (photos / "empty.png").write_bytes(b"")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,number,x,y,w,h\na.png,23,77,25,47,36\nmisspelt.png,19,1,1,10,10\nempty.png,5,1,1,4,4\n")
+    result = run_module("svhn_jax.score_photos", f"--labels={labels}", f"--json_out={tmp_path / 's.json'}",
+                        str(photos))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [f"{photos / 'misspelt.png'}: no such file",
+                                          f"{photos / 'empty.png'}: empty file"]
+    lines = result.stdout.splitlines()
+    assert sum("truth" in line for line in lines) == 1 and "a.png" in lines[0]  # only the photo read is scored
+    assert [line.split(":")[0] for line in lines[1:3]] == ["no_box", "box"]
+    assert all("/1 right" in line for line in lines[1:3])
+    assert lines[3] == "2 of the 3 labelled photos not read (named on stderr), so not scored"
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["summary"]["no_box"]["num"] == 1
+    assert scores["not_read"] == [{"file": "misspelt.png", "error": "no such file"},
+                                  {"file": "empty.png", "error": "empty file"}]
+
+    for folder in (tmp_path / "nonexistent", labels):  # no folder at all: nothing is scored
+        nothing = run_module("svhn_jax.score_photos", f"--labels={labels}", str(folder))
+        assert nothing.returncode == 1 and nothing.stdout == ""
+        assert one_line_error(nothing) == f"error: {folder}: not a folder of photos"
