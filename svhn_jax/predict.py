@@ -68,6 +68,36 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
+def match_boxes(rows: Sequence[dict[str, Any]], labels: str | os.PathLike,
+                photos: Sequence[str]) -> dict[str, tuple[int, int, int, int]]:
+    """`--boxes` rows (`read_labels`) -> {a photo's real path: its box}, each row matched to the photos
+    the way a user writes it: a bare name names every photo of that name, a path is taken from the
+    current folder or from the labels file's folder. Raises ValueError naming the line of a row
+    without a box, one that matches none of `photos` and names no file (a typo), or one naming a
+    photo an earlier row named."""
+    base = Path(labels).parent
+    by_real = {os.path.realpath(p): p for p in photos}
+    out: dict[str, tuple[int, int, int, int]] = {}
+    line_of: dict[str, str] = {}
+    for row in rows:
+        file, where = row["file"], row["where"]
+        if row["box"] is None:
+            raise ValueError(f"{where}: {file!r} has no box x,y,w,h")
+        if os.sep not in file and "/" not in file:
+            hits = [real for real, p in by_real.items() if Path(p).name == file]
+            named = [base / file]
+        else:
+            named = [Path(file), base / file]
+            hits = [real for real in {os.path.realpath(n) for n in named} if real in by_real]
+        if not hits and not any(n.is_file() for n in named):
+            raise ValueError(f"{where}: {file!r} matches none of the photos given and names no file")
+        for real in hits:
+            if real in line_of:
+                raise ValueError(f"{where}: {file!r} names {by_real[real]}, as {line_of[real]} does")
+            out[real], line_of[real] = row["box"], where
+    return out
+
+
 # ----------------------------------------------------------------------------- model
 
 @dataclasses.dataclass
@@ -198,7 +228,9 @@ def define_flags() -> None:
     flags.DEFINE_float("min_confidence", 0.0, "Answer 'unreadable' below this confidence (0-1).")
     flags.DEFINE_string("box", "", "x,y,w,h: the digits' box in pixels; crop to it as in training.")
     flags.DEFINE_string("boxes", "", "A CSV of file,number,x,y,w,h (as score_photos reads): each named "
-                        "photo's box (the number column is ignored).")
+                        "photo's box (the number column is ignored). A row names a photo by its bare name, or "
+                        "by a path from here or from the CSV's folder; a row without a box, or naming no photo "
+                        "given and no file, is refused.")
     flags.DEFINE_bool("tta", True, "Read 27 views of each box (scaled, shifted) and vote.")
     flags.DEFINE_string("localiser", "", "Where to look without a box: '' -> the shipped localiser, a "
                         "localiser run's workdir, or 'none' (the whole photo is the crop).")
@@ -215,7 +247,8 @@ def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json:
         out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Answers every image in turn; returns the exit status: 0, or 1 if any input failed.
 
-    `box` applies to every image, `boxes` (file name -> box) to the images it names; the others are
+    `box` applies to every image, `boxes` (a photo's real path, or its name -> box: `match_boxes`) to
+    the images it names; the others are
     localised by `localiser` (None: the whole photo is read as the crop). `annotate_dir` receives
     each photo with its box and reading drawn (PNG, named after the photo: `annotation_path`)."""
     out, err = out or sys.stdout, err or sys.stderr
@@ -228,7 +261,8 @@ def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json:
     for file, error in found:
         if error is None:
             try:
-                file_box = (boxes or {}).get(Path(file).name, box)
+                boxes = boxes or {}
+                file_box = boxes.get(os.path.realpath(file), boxes.get(Path(file).name, box))
                 result, image, scale = whole_photo.read_file(reader, localiser, file, file_box, tta, max_pixels)
                 a = answer(file, result, min_confidence)
                 if annotate_dir is not None:
@@ -260,8 +294,11 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         box = parse_box(FLAGS.box) if FLAGS.box else None
-        boxes = {r["file"]: r["box"] for r in read_labels(FLAGS.boxes) if r["box"]} if FLAGS.boxes else None
-    except (OSError, ValueError, KeyError, IndexError) as e:
+        boxes = None
+        if FLAGS.boxes:
+            photos = [file for file, error in find_images(paths) if error is None]
+            boxes = match_boxes(read_labels(FLAGS.boxes), FLAGS.boxes, photos)
+    except (OSError, ValueError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     if not 0.0 <= FLAGS.min_confidence <= 1.0:

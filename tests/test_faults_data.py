@@ -427,3 +427,45 @@ def test_score_photos_never_scores_a_photo_it_did_not_read(tmp_path):
         nothing = run_module("svhn_jax.score_photos", f"--labels={labels}", str(folder))
         assert nothing.returncode == 1 and nothing.stdout == ""
         assert one_line_error(nothing) == f"error: {folder}: not a folder of photos"
+
+
+# ------------------------------------------------------------------ 11. --boxes and labels: rows as users write them
+
+@pytest.mark.parametrize("name, text, why", [
+    ("labels.csv", "file,number,x,y,w,h\na.png,12,1,2,3,4\nb.png,7,1,2,3\n", "line 3: expected file,number[,x,y,w,h]"),
+    ("labels.csv", "a.png,12,inf,1,10,10\n", "line 1: box 'inf,1,10,10' is not four finite numbers"),
+    ("labels.csv", "a.png,12,1,1,0,10\n", "line 1: box '1,1,0,10' is not four finite numbers"),
+    ("labels.json", '{"file": "a.png", "number": 12}', "expected a JSON list"),
+    ("labels.json", '[{"file": "a.png", "number": 12, "box": [1, "two", 3, 4]}]', "entry 1: box "),
+    ("labels.json", '[{"file": "a.png", "number": 12, "box": [1, 2, 3, 1e999]}]', "entry 1: box "),
+    ("labels.json", '[{"file": "a.png", "number": 1, "box": null}, {"file": "b.png"}]', "entry 2: expected "),
+])
+def test_malformed_label_rows_are_refused_naming_their_line(name, text, why, tmp_path):
+    from svhn_jax.photos import read_labels
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError) as e:
+        read_labels(tmp_path / name)
+    assert str(e.value).startswith(str(tmp_path / name)) and why in str(e.value), str(e.value)
+
+
+@pytest.mark.slow
+def test_predict_boxes_match_photos_as_the_user_names_them_and_refuse_the_rest(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("svhn_train_2.png", "synthetic_1.png"):
+        shutil.copy(REPO / "samples" / name, photos / name)
+    labels = tmp_path / "boxes.csv"  # one row by a path from the CSV's folder, one by its bare name
+    labels.write_text("file,number,x,y,w,h\nphotos/svhn_train_2.png,23,77,25,47,36\nsynthetic_1.png,19,41,5,28,29\n")
+    result = run_module("svhn_jax.predict", "--json", "--notta", f"--boxes={labels}", str(photos))
+    assert result.returncode == 0, result.stderr[-3000:]
+    boxes = {Path(a["file"]).name: (a["box"], a["box_confidence"]) for a in map(json.loads, result.stdout.splitlines())}
+    assert boxes == {"svhn_train_2.png": ([77, 25, 47, 36], None), "synthetic_1.png": ([41, 5, 28, 29], None)}
+
+    for rows, why in [("svhn_train_2.png,23,77,25,47\n", f"{labels} line 1: expected file,number[,x,y,w,h], got 5"),
+                      ("svhn_train_2.png,23\n", f"{labels} line 1: 'svhn_train_2.png' has no box x,y,w,h"),
+                      ("photos/svhn_train_2.png,23,1,1,9,9\nphotos/typo.png,5,1,1,9,9\n",
+                       f"{labels} line 2: 'photos/typo.png' matches none of the photos given and names no file")]:
+        labels.write_text(rows)
+        refused = run_module("svhn_jax.predict", f"--boxes={labels}", str(photos))
+        assert refused.returncode == 2 and refused.stdout == ""
+        assert one_line_error(refused).startswith(f"error: {why}"), refused.stderr
