@@ -4,8 +4,8 @@ them on their own photos, and how the project's held-out photos are scored.
   python -m svhn_jax.score_photos --labels=labels.csv PHOTO_FOLDER [--workdir=W] [--localiser=L]
                                   [--min_confidence=0.9] [--json_out=scores.json]
 
-Labels: a CSV of ``file,number[,x,y,w,h]`` (a header line is skipped; the box is the digits' union in
-pixels; the number ``none`` marks a photo without a house number) or a JSON list of ``{"file",
+Labels: a CSV of ``file,number[,x,y,w,h]`` (a first line ``file,number,...`` is a header; the box is the digits' union
+in pixels; the number ``none`` marks a photo without a house number) or a JSON list of ``{"file",
 "number" (null: none), "box": [x, y, w, h]}``. Each photo is read exactly as ``predict`` reads it:
 as the user would hand it over (no box: the localiser finds it) and, when the labels give a box, with
 the box. A reading is right only when the whole number is (no partial credit); a photo without a

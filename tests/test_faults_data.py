@@ -469,3 +469,26 @@ def test_predict_boxes_match_photos_as_the_user_names_them_and_refuse_the_rest(t
         refused = run_module("svhn_jax.predict", f"--boxes={labels}", str(photos))
         assert refused.returncode == 2 and refused.stdout == ""
         assert one_line_error(refused).startswith(f"error: {why}"), refused.stderr
+
+
+@pytest.mark.parametrize("text, rows_or_why", [
+    ("a.png,x12\nb.png,5\n", "line 1: a.png: number 'x12' is not a house number"),  # no header: a typo
+    ("a.png,²\n", "line 1: a.png: number '²' is not a house number"),
+    ("File, Number ,x,y,w,h\na.png,5,1,1,4,4\n", [("a.png", "5")]),  # a header, by its column names
+    ("photo,label\n\nb.png,none\n", [("b.png", "")]),
+    ("a.png,12\nb.png,5\n./a.png,13\n", "line 3: './a.png' is labelled again (first on line 1)"),
+    ("a.png,12\na.png,12\n", "line 2: 'a.png' is labelled again (first on line 1)"),
+])
+def test_label_headers_are_known_by_their_names_and_repeated_photos_refused(text, rows_or_why, tmp_path):
+    from svhn_jax.photos import read_labels
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    if isinstance(rows_or_why, str):
+        with pytest.raises(ValueError, match=re.escape(f"{path} {rows_or_why}")):
+            read_labels(path)
+    else:
+        assert [(r["file"], r["number"]) for r in read_labels(path)] == rows_or_why
+    (tmp_path / "labels.json").write_text('[{"file": "a.png", "number": 1}, {"file": "a.png", "number": 2}]')
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'labels.json'} entry 2: 'a.png' is labelled "
+                                                   "again (first on entry 1)")):
+        read_labels(tmp_path / "labels.json")
