@@ -39,6 +39,7 @@ first call on a machine compiles.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import stat
@@ -61,8 +62,8 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     """"x,y,w,h" -> ints; raises ValueError with a one-line reason."""
     try:
         x, y, w, h = (int(round(float(v))) for v in text.split(","))
-    except ValueError:
-        raise ValueError(f"--box={text!r}: expected four numbers x,y,w,h") from None
+    except (ValueError, OverflowError):  # not four numbers, or NaN / infinite
+        raise ValueError(f"--box={text!r}: expected four finite numbers x,y,w,h") from None
     if w <= 0 or h <= 0:
         raise ValueError(f"--box={text!r}: width and height must be positive")
     return x, y, w, h
@@ -217,6 +218,17 @@ def annotate(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.
 
 # ----------------------------------------------------------------------------- CLI
 
+def writable_folder(folder: str | os.PathLike) -> None:
+    """Makes `folder` (and its parents) and checks a file can be made in it; raises OSError otherwise."""
+    import tempfile
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise OSError(errno.ENOTDIR, "not a folder", str(path))
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+        pass
+
+
 FLAGS = flags.FLAGS
 
 
@@ -301,6 +313,12 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
+    if FLAGS.annotate:  # before anything loads: a folder it cannot write to is one line, not one per photo
+        try:
+            writable_folder(FLAGS.annotate)
+        except OSError as e:
+            print(f"error: --annotate={FLAGS.annotate}: cannot write there ({e.strerror or e})", file=sys.stderr)
+            return 2
     if not 0.0 <= FLAGS.min_confidence <= 1.0:
         print(f"--min_confidence={FLAGS.min_confidence}: must lie in 0-1", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ summary counts it apart, and the exit status is 1.
 """
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from absl import app, flags, logging
 
 from svhn_jax import predict, whole_photo
 from svhn_jax.errors import UserError, cli, quiet_libraries
+from svhn_jax.fileio import atomic_write
 from svhn_jax.localise import iou
 from svhn_jax.photos import ImageError, read_labels
 
@@ -95,6 +97,14 @@ def main(argv: list[str]) -> int:
     folder = Path(argv[1])
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder of photos")
+    out = Path(FLAGS.json_out) if FLAGS.json_out else None
+    if out is not None:  # before the photos are read: a place it cannot write to is one line, and early
+        try:
+            predict.writable_folder(out.parent)
+            if out.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder", str(out))
+        except OSError as e:
+            raise UserError(f"--json_out={out}: cannot write there ({e.strerror or e})") from None
     try:
         labels = read_labels(FLAGS.labels)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
@@ -139,9 +149,14 @@ def main(argv: list[str]) -> int:
     if not_read:
         print(f"{len(not_read)} of the {len(labels) + len(not_read)} labelled photos not read (named on stderr), "
               "so not scored")
-    if FLAGS.json_out:
-        Path(FLAGS.json_out).write_text(json.dumps({"summary": summary, "answers": modes, "not_read": [
-            {"file": f, "error": e} for f, e in not_read.items()]}, indent=1) + "\n")
+    if out is not None:
+        text = json.dumps({"summary": summary, "answers": modes, "not_read": [
+            {"file": f, "error": e} for f, e in not_read.items()]}, indent=1) + "\n"
+        try:
+            atomic_write(out, lambda p: p.write_text(text))
+        except OSError as e:  # a full disk: the earlier file, if any, is kept
+            raise UserError(f"--json_out={out}: cannot write there ({e.strerror or e}); an earlier file is kept") \
+                from None
     return 1 if not_read else 0
 
 

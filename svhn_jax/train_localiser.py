@@ -103,6 +103,9 @@ def evaluate(model: Any, params: Any, images: np.ndarray, boxes: np.ndarray, bat
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *, overwrite: bool = False) -> dict:
     """Trains the localiser in `workdir` (resuming), evaluates on held-out scenes, returns the final metrics."""
     check_config(config)
+    if config.num_scenes_train < config.batch_size:  # an epoch would hold no batch
+        raise ValueError(f"config key num_scenes_train ({config.num_scenes_train}) must be at least batch_size "
+                         f"({config.batch_size}): a training batch is drawn from the scenes")
     workdir = Path(workdir)
     with workdir_lib.locked(workdir):
         return _run(config, workdir, overwrite)

@@ -492,3 +492,54 @@ def test_label_headers_are_known_by_their_names_and_repeated_photos_refused(text
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'labels.json'} entry 2: 'a.png' is labelled "
                                                    "again (first on entry 1)")):
         read_labels(tmp_path / "labels.json")
+
+
+# ------------------------------------------------------------------ 12. user mistakes on the new CLIs: one line
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A real read-only folder, even for root: a read-only tmpfs (skipped where mounting is not permitted)."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.slow
+def test_user_mistakes_on_predict_and_score_photos_are_one_line(tmp_path, read_only_folder):
+    photo = str(REPO / "samples" / "svhn_train_2.png")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    cases = [
+        (("svhn_jax.predict", f"--annotate={a_file}", photo), 2, f"error: --annotate={a_file}: cannot write there "
+                                                                 "(not a folder)"),
+        (("svhn_jax.predict", f"--annotate={a_file}/drawn", photo), 2,
+         f"error: --annotate={a_file}/drawn: cannot write there (Not a directory)"),
+        (("svhn_jax.predict", f"--annotate={read_only_folder}", photo), 2,
+         f"error: --annotate={read_only_folder}: cannot write there (Read-only file system)"),
+        (("svhn_jax.predict", "--box=inf,1,10,10", photo), 2,
+         "error: --box='inf,1,10,10': expected four finite numbers x,y,w,h"),
+        (("svhn_jax.score_photos", "--labels=samples/labels.csv", f"--json_out={a_file}/s.json", "samples"), 1,
+         f"error: --json_out={a_file}/s.json: cannot write there (not a folder)"),
+        (("svhn_jax.score_photos", "--labels=samples/labels.csv", f"--json_out={read_only_folder}/s.json",
+          "samples"), 1, f"error: --json_out={read_only_folder}/s.json: cannot write there (Read-only file system)"),
+    ]
+    for args, status, line in cases:
+        result = run_module(*args)
+        assert result.returncode == status and result.stdout == "", (args, result.stderr[-3000:])
+        assert one_line_error(result) == line
+    assert a_file.read_text() == "not a folder" and list(read_only_folder.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_fewer_localiser_scenes_than_a_batch_is_one_line(tmp_path):
+    result = run_module("svhn_jax.main", "--config=configs/localiser.py", "--config.num_scenes_train=8",
+                        "--config.batch_size=16", f"--config.data_dir={tmp_path / 'data'}",
+                        f"--workdir={tmp_path / 'run'}")
+    assert result.returncode == 1
+    assert one_line_error(result) == ("error: config key num_scenes_train (8) must be at least batch_size (16): "
+                                      "a training batch is drawn from the scenes")
+    assert not (tmp_path / "data").exists()  # refused before anything is rendered
