@@ -117,7 +117,11 @@ class Localiser:
         """The shipped localiser, or the latest checkpoint of a localiser run in `workdir`."""
         from svhn_jax import pretrained
         from svhn_jax import workdir as workdir_lib
-        _, model, variables = workdir_lib.load_for_inference(workdir) if workdir else pretrained.load("localiser")
+        config, model, variables = (workdir_lib.load_for_inference(workdir) if workdir
+                                    else pretrained.load("localiser"))
+        if config.model != "localiser":
+            raise workdir_lib.RunError(f"{workdir}: that workdir holds a reader (model {config.model}), not a "
+                                       "localiser; give it as --workdir")
         return cls(variables=variables, apply=jax.jit(lambda v, x: model.apply(v, prepare(x))))
 
     def locate(self, photos: list[np.ndarray], k: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

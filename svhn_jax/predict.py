@@ -118,6 +118,9 @@ class Reader:
         from svhn_jax import workdir as workdir_lib
         config, model, variables = (workdir_lib.load_for_inference(workdir) if workdir
                                     else pretrained.load("reader"))
+        if config.model == "localiser":
+            raise workdir_lib.RunError(f"{workdir}: that workdir holds a localiser, not a reader; "
+                                       "give it as --localiser")
 
         def infer(variables, images):  # variables as an argument: not baked into the program
             reading, _ = inference.read(model, config, variables, images)

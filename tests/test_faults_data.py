@@ -543,3 +543,40 @@ def test_fewer_localiser_scenes_than_a_batch_is_one_line(tmp_path):
     assert one_line_error(result) == ("error: config key num_scenes_train (8) must be at least batch_size (16): "
                                       "a training batch is drawn from the scenes")
     assert not (tmp_path / "data").exists()  # refused before anything is rendered
+
+
+@pytest.fixture
+def localiser_run(tmp_path):
+    """A real localiser workdir: configs/localiser.py's config.json and an orbax checkpoint of its
+    freshly initialised state (step 0; what a run writes, without the training)."""
+    import jax
+
+    from configs import localiser
+    from svhn_jax import workdir as workdir_lib
+    from svhn_jax.models import create_model
+    from svhn_jax.state import create_train_state, make_optimizer
+    config, path = localiser.get_config(), tmp_path / "localiser_run"
+    model, (tx, _) = create_model(config), make_optimizer(config)
+    state = create_train_state(jax.random.key(0), model, tx, (128, 128, 3))
+    path.mkdir()
+    workdir_lib.start(config, path)
+    workdir_lib.save_checkpoint(workdir_lib.checkpoint_manager(path, config), 0, state, path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_run_of_the_other_kind_is_one_line(workdir, localiser_run):
+    photo = str(REPO / "samples" / "svhn_train_2.png")
+    reader_line = f"{workdir}: that workdir holds a reader (model seed_cnn), not a localiser; give it as --workdir"
+    localiser_line = f"{localiser_run}: that workdir holds a localiser, not a reader; give it as --localiser"
+    for args, status, line in [(("svhn_jax.predict", f"--workdir={localiser_run}", photo), 2, localiser_line),
+                               (("svhn_jax.predict", f"--localiser={workdir}", photo), 2, reader_line),
+                               (("svhn_jax.score_photos", "--labels=samples/labels.csv", f"--localiser={workdir}",
+                                 "samples"), 1, f"error: {reader_line}"),
+                               (("svhn_jax.score_photos", "--labels=samples/labels.csv",
+                                 f"--workdir={localiser_run}", "samples"), 1, f"error: {localiser_line}")]:
+        result = run_module(*args)
+        assert result.returncode == status and result.stdout == "", (args, result.stderr[-3000:])
+        assert one_line_error(result) == line
+    assert run_module("svhn_jax.predict", f"--workdir={workdir}", f"--localiser={localiser_run}",
+                      photo).returncode == 0  # each in its place
