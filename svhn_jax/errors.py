@@ -12,6 +12,7 @@ rules written for it hold (e.g. a Kubernetes podFailurePolicy ``onExitCodes: [14
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -20,7 +21,7 @@ import sys
 import threading
 import traceback
 import warnings
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -59,6 +60,21 @@ def handle_stop_signals(handler: Callable[[int, Any], None]) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
     return {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignores SIGINT while the block runs: worker processes started in it inherit that. A terminal's
+    Ctrl-C reaches the whole process group; only the command's own process reports it and ends its
+    workers (each would otherwise print its own traceback). Off the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def exit_at_once(signum: int, frame: Any = None) -> None:

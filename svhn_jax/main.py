@@ -9,7 +9,10 @@ from __future__ import annotations
 from svhn_jax import errors
 
 # Ctrl-C or SIGTERM while the libraries below load (seconds): one line, not a traceback (`cli` takes over).
-errors.handle_stop_signals(errors.exit_at_once)
+# Only in the command's own process: the worker processes a pool spawns import this module again (as
+# __mp_main__), and a worker the pool ends when its work is done must not report that as an interruption.
+if __name__ == "__main__":
+    errors.handle_stop_signals(errors.exit_at_once)
 
 from absl import app, flags
 from ml_collections import config_flags

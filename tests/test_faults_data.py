@@ -580,3 +580,42 @@ def test_a_run_of_the_other_kind_is_one_line(workdir, localiser_run):
         assert one_line_error(result) == line
     assert run_module("svhn_jax.predict", f"--workdir={workdir}", f"--localiser={localiser_run}",
                       photo).returncode == 0  # each in its place
+
+
+# ------------------------------------------------------------------ 13. signals: only the command reports them
+
+@pytest.mark.slow
+def test_a_run_that_renders_with_worker_processes_and_succeeds_prints_no_error(tmp_path):
+    """1,000 synthetic test images are rendered by a pool of worker processes, ended when done: they must
+    not report their end as an interruption (only the command's own process reports a signal)."""
+    result = run_module("svhn_jax.main", "--config=configs/test.py", "--config.num_synthetic_test=1000",
+                        "--config.num_train_steps=1", f"--config.data_dir={tmp_path / 'data'}",
+                        f"--workdir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "error:" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_rendering_scenes_is_one_line(signum, tmp_path):
+    """SIGTERM to the command (as a scheduler sends it), Ctrl-C to the whole process group (as a terminal
+    sends it): one line, exit 128 + signal, no temporary file left."""
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "svhn_jax.main", "--config=configs/localiser.py",
+                             "--config.num_scenes_train=1000", f"--config.data_dir={data}",
+                             f"--workdir={tmp_path / 'run'}"], cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not leftovers(data) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(3.0)  # the workers are rendering
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    if signum == signal.SIGTERM:
+        proc.send_signal(signum)
+    else:
+        os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum
+    assert one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", err)) == (
+        f"error: interrupted ({signal.Signals(signum).name})")
+    assert leftovers(data) == [] and not list(data.rglob("*.h5"))

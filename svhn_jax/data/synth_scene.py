@@ -30,6 +30,7 @@ from tqdm import tqdm
 from svhn_jax.data.synth_geometry import Layout, example_rngs, sample_layout
 from svhn_jax.data.synth_materials import FONT_NAMES, text_mask
 from svhn_jax.data.synth_render import render, render_wall
+from svhn_jax.errors import sigint_ignored
 from svhn_jax.fileio import atomic_write
 
 SIZE = 128                      # the localiser's input: SIZE x SIZE, the photo letterboxed into it
@@ -207,7 +208,8 @@ def write_scenes(path: str | os.PathLike, num: int, seed: int, workers: int = 2,
             images = f.create_dataset("images", (num, SIZE, SIZE, 3), np.uint8, chunks=(min(64, num), SIZE, SIZE, 3))
             boxes = f.create_dataset("boxes", (num, 4), np.float32)
             f.attrs.update(seed=seed, num=num, size=SIZE)
-            pool = get_context("spawn").Pool(workers)
+            with sigint_ignored():  # a Ctrl-C is reported by this process alone, which ends the workers
+                pool = get_context("spawn").Pool(workers)
             try:
                 done = pool.imap(_render_range, tasks)
                 for (_, start, stop), (im, bx) in tqdm(zip(tasks, done), total=len(tasks), desc=f"render {path.name}",

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from svhn_jax.data.digitstruct import DigitBox, Entry, write_digitstruct
 from svhn_jax.data.synth_geometry import example_rngs, sample_layout
 from svhn_jax.data.synth_render import render
+from svhn_jax.errors import sigint_ignored
 
 RENDERER_VERSION = 2  # bump when a change to the renderer changes the images: cached splits are remade
 PNG_OPTIONS = {"format": "PNG", "compress_level": 1, "compress_type": zlib.Z_RLE}  # fast, still small
@@ -67,7 +68,9 @@ def write_release(folder: str | os.PathLike, num: int, seed: int, *, workers: in
         tasks = [(str(tmp), int(seed), start, min(start + chunk, num)) for start in range(0, num, chunk)]
         bar = dict(total=len(tasks), desc=f"render {folder.name}", unit="chunk", leave=False)
         if workers > 1 and len(tasks) > 1:
-            with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+            with sigint_ignored():  # a Ctrl-C is reported by this process alone, which ends the workers
+                pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
+            with pool:
                 results = list(tqdm(pool.imap(_write_range, tasks), **bar))
         else:
             results = [_write_range(task) for task in tqdm(tasks, **bar)]
