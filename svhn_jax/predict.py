@@ -151,11 +151,15 @@ def answer(file: str, result: dict[str, Any], min_confidence: float) -> dict[str
         reason = f"confidence below {min_confidence:g}"
     a = {"file": file, "number": reading if reason is None else None, "reading": reading,
          "confidence": confidence, "box": result.get("box"), "box_confidence": result.get("box_confidence")}
+    if result.get("box_clipped_from"):  # a given box that reached outside the photo, read clipped to it
+        a["box_clipped_from"] = result["box_clipped_from"]
     return {**a, "reason": reason} if reason is not None else a
 
 
 def format_answer(a: dict[str, Any]) -> str:
     where = f", box {','.join(map(str, a['box']))}" if a.get("box") else ""
+    if a.get("box_clipped_from"):
+        where += f": clipped to the photo from {','.join(map(str, a['box_clipped_from']))}"
     if a["number"] is not None:
         return f"{a['file']}: {a['number']} (confidence {a['confidence']:.3f}{where})"
     guess = f"best guess {a['reading']}, " if a["reading"] else ""

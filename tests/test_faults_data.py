@@ -619,3 +619,21 @@ def test_a_signal_while_rendering_scenes_is_one_line(signum, tmp_path):
     assert one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", err)) == (
         f"error: interrupted ({signal.Signals(signum).name})")
     assert leftovers(data) == [] and not list(data.rglob("*.h5"))
+
+
+# ------------------------------------------------------------------ 14. messages that say what happened
+
+@pytest.mark.slow
+def test_a_box_partly_outside_the_photo_is_clipped_and_said_and_one_wholly_outside_quoted(tmp_path):
+    photo = str(REPO / "samples" / "svhn_train_2.png")  # 199 x 83
+    result = run_module("svhn_jax.predict", "--json", "--box=180,25,42,32", photo)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a = json.loads(result.stdout)
+    assert a["box"] == [180, 25, 19, 32] and a["box_clipped_from"] == [180, 25, 42, 32]
+    text = run_module("svhn_jax.predict", "--box=180,25,42,32", photo)
+    assert text.returncode == 0 and text.stdout.rstrip().endswith(
+        "box 180,25,19,32: clipped to the photo from 180,25,42,32)"), text.stdout
+    outside = run_module("svhn_jax.predict", "--box=201,25,42,32", photo)
+    assert outside.returncode == 1 and outside.stdout == ""
+    assert one_line_error(outside) == f"{photo}: the box 201,25,42,32 lies outside the 199x83 photo"
+
