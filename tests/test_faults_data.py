@@ -637,3 +637,16 @@ def test_a_box_partly_outside_the_photo_is_clipped_and_said_and_one_wholly_outsi
     assert outside.returncode == 1 and outside.stdout == ""
     assert one_line_error(outside) == f"{photo}: the box 201,25,42,32 lies outside the 199x83 photo"
 
+
+
+@pytest.mark.slow
+def test_no_usable_checkpoint_names_the_reason_where_warnings_are_hidden(workdir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(workdir, broken)
+    for checkpoint in (broken / "checkpoints").iterdir():
+        (checkpoint / "default" / "_METADATA").unlink()
+    result = run_module("svhn_jax.predict", f"--workdir={broken}", str(REPO / "samples" / "svhn_train_2.png"))
+    assert result.returncode == 2 and result.stdout == ""
+    line = one_line_error(result)
+    assert line.startswith(f"no checkpoint in {broken / 'checkpoints'} is usable (steps 8, 4; the newest: it does "
+                           "not restore: ") and "see the warnings above" not in line and len(line) < 500, line
