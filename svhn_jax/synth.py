@@ -1,5 +1,5 @@
-"""`python -m svhn_jax.synth`: the command users type; the program lives in `svhn_jax.synth`."""
-from svhn_jax.cli.synth import run_as_program
+"""`python -m svhn_jax.synth`: the command users type; the program lives in `svhn_jax.cli.synth`."""
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # not in the worker processes a pool spawns (they import this as __mp_main__)
+    from svhn_jax.cli.synth import run_as_program
     run_as_program()

@@ -119,6 +119,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     final metrics. Holds the workdir's lock throughout; `overwrite` starts afresh, the earlier run
     moved aside once the config is known to work."""
     check_config(config)
+    tasks.get(config.task).check_config(config)
     workdir = Path(workdir)
     with workdir_lib.run_lock(workdir):
         return run(config, workdir, overwrite)

@@ -6,11 +6,6 @@ Ctrl-C saves a checkpoint and exits 128 + signal (143, 130) for a scheduler to r
 """
 from __future__ import annotations
 
-from svhn_jax.core import signals
-
-# Ctrl-C or SIGTERM while the libraries below load (seconds): one line, not a traceback (`cli` takes over).
-signals.handle_stop_signals(signals.exit_at_once)
-
 from absl import app, flags
 from ml_collections import config_flags
 

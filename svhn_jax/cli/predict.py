@@ -3,7 +3,7 @@
   python -m svhn_jax.predict photo.jpg more_photos/ [--json] [--min_confidence=0.9] [--annotate=DIR]
                              [--box=x,y,w,h | --boxes=labels.csv] [--workdir=W] [--localiser=L|none]
 
-Without ``--workdir`` the reader that ships with the package (`svhn_jax.pretrained`) reads; without
+Without ``--workdir`` the reader that ships with the package (`svhn_jax.pretrained`, `infer.weights`) reads; without
 ``--localiser`` the shipped localiser finds the number (`svhn_jax.infer.whole_photo`: anywhere in the
 photo, any size, digits stacked vertically read top to bottom). ``--box=x,y,w,h`` (pixels,
 left/top/width/height, after EXIF rotation) or a ``--boxes`` CSV says where the digits are instead,
@@ -17,7 +17,11 @@ reader's (the mean probability its 27 views give the answer) times the localiser
 mass at the box). ``--json`` prints JSON lines instead: ``{"file", "number" (null: see "reason"),
 "reading", "confidence", "box" [x, y, w, h] or null, "box_confidence" (the localiser's; null for a
 given box), "reason" (only when "number" is null)}``. ``--annotate=DIR`` writes each photo as
-``DIR/<name>.png`` with the box and the reading drawn on it.
+``DIR/<photo's name>.annotated.png`` (``house.jpg`` -> ``house.jpg.annotated.png``) with the box and the
+reading drawn on it, and never over a file it did not write: a name that is one of the photos read, was
+already written in this run (two photos of one name in two folders) or holds a file of anyone else
+becomes ``<photo's name>.annotated-2.png``, ``-3``, ...; with ``--json`` each answer says where
+(``"annotated"``).
 
 Images: PNG, JPEG, BMP, GIF (first frame) or WebP, any mode — grey, 16-bit, palette, CMYK, and
 transparent ones composited over white — with EXIF orientation applied. A folder argument is read
@@ -35,6 +39,8 @@ first call on a machine compiles.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -42,7 +48,7 @@ from typing import Any, Sequence, TextIO
 import numpy as np
 from absl import app, flags, logging
 
-from svhn_jax.core import compilation_cache
+from svhn_jax.core import compilation_cache, fileio
 from svhn_jax.core.cli import cli, quiet_libraries
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.infer import whole_photo
@@ -56,27 +62,86 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     """"x,y,w,h" -> ints; raises ValueError with a one-line reason."""
     try:
         x, y, w, h = (int(round(float(v))) for v in text.split(","))
-    except ValueError:
-        raise ValueError(f"--box={text!r}: expected four numbers x,y,w,h") from None
+    except (ValueError, OverflowError):  # not four numbers, or NaN / infinite
+        raise ValueError(f"--box={text!r}: expected four finite numbers x,y,w,h") from None
     if w <= 0 or h <= 0:
         raise ValueError(f"--box={text!r}: width and height must be positive")
     return x, y, w, h
 
 
-# ----------------------------------------------------------------------------- model
+def match_boxes(rows: Sequence[dict[str, Any]], labels: str | os.PathLike,
+                photos: Sequence[str]) -> dict[str, tuple[int, int, int, int]]:
+    """`--boxes` rows (`read_labels`) -> {a photo's real path: its box}, each row matched to the photos
+    the way a user writes it: a bare name names every photo of that name, a path is taken from the
+    current folder or from the labels file's folder. Raises ValueError naming the line of a row
+    without a box, one that matches none of `photos` and names no file (a typo), or one naming a
+    photo an earlier row named."""
+    base = Path(labels).parent
+    by_real = {os.path.realpath(p): p for p in photos}
+    out: dict[str, tuple[int, int, int, int]] = {}
+    line_of: dict[str, str] = {}
+    for row in rows:
+        file, where = row["file"], row["where"]
+        if row["box"] is None:
+            raise ValueError(f"{where}: {file!r} has no box x,y,w,h")
+        if os.sep not in file and "/" not in file:
+            hits = [real for real, p in by_real.items() if Path(p).name == file]
+            named = [base / file]
+        else:
+            named = [Path(file), base / file]
+            hits = [real for real in {os.path.realpath(n) for n in named} if real in by_real]
+        if not hits and not any(n.is_file() for n in named):
+            raise ValueError(f"{where}: {file!r} matches none of the photos given and names no file")
+        for real in hits:
+            if real in line_of:
+                raise ValueError(f"{where}: {file!r} names {by_real[real]}, as {line_of[real]} does")
+            out[real], line_of[real] = row["box"], where
+    return out
+
 
 def format_answer(a: dict[str, Any]) -> str:
     where = f", box {','.join(map(str, a['box']))}" if a.get("box") else ""
+    if a.get("box_clipped_from"):
+        where += f": clipped to the photo from {','.join(map(str, a['box_clipped_from']))}"
     if a["number"] is not None:
         return f"{a['file']}: {a['number']} (confidence {a['confidence']:.3f}{where})"
     guess = f"best guess {a['reading']}, " if a["reading"] else ""
     return f"{a['file']}: no number ({a['reason']}; {guess}confidence {a['confidence']:.3f}{where})"
 
 
+ANNOTATION_MARK = ("Software", "svhn_jax.predict --annotate")  # a PNG text chunk in every drawn copy
+
+
+def _ours(path: Path) -> bool:
+    """Whether `path` is a regular file this program drew earlier (a PNG carrying `ANNOTATION_MARK`)."""
+    from PIL import Image
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # a link, folder or FIFO is never ours to replace
+            return False
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get(ANNOTATION_MARK[0]) == ANNOTATION_MARK[1]
+    except Exception:  # unreadable or not an image: someone else's
+        return False
+
+
+def annotation_path(folder: Path, file: str, inputs: set[str], written: set[str]) -> Path:
+    """Where the drawn copy of the photo `file` goes in `folder`: ``<photo's name>.annotated.png`` (the
+    whole name: ``house.jpg`` and ``house.png`` never share one), else ``.annotated-2.png``, ``-3``, ...:
+    the first name that is none of the photos read (`inputs`, real paths), was not written in this run
+    (`written`, real paths) and holds no file, or one this program drew (`_ours`)."""
+    name, n = Path(file).name, 1
+    while True:
+        path = folder / (f"{name}.annotated.png" if n == 1 else f"{name}.annotated-{n}.png")
+        real = os.path.realpath(path)
+        if real not in inputs and real not in written and (not os.path.lexists(path) or _ours(path)):
+            return path
+        n += 1
+
+
 def annotate(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.0, max_side: int = 1600) -> None:
     """Writes `image` (the photo decoded at 1/`scale`; drawn at most `max_side` pixels) as a PNG with the
-    answer's box and reading drawn on it."""
-    from PIL import Image, ImageDraw, ImageFont
+    answer's box and reading drawn on it (marked as ours: `ANNOTATION_MARK`)."""
+    from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
     from svhn_jax.core.fileio import atomic_write
     picture = Image.fromarray(image)
@@ -96,7 +161,9 @@ def annotate(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.
     text = f"{label} {a['confidence']:.2f}"
     draw.rectangle(draw.textbbox((x, y), text, font=font), fill=(0, 0, 0))
     draw.text((x, y), text, fill=(255, 255, 0), font=font)
-    atomic_write(path, lambda p: picture.save(p, format="PNG"))
+    mark = PngImagePlugin.PngInfo()
+    mark.add_text(*ANNOTATION_MARK)
+    atomic_write(path, lambda p: picture.save(p, format="PNG", pnginfo=mark))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -112,7 +179,9 @@ def define_flags() -> None:
     flags.DEFINE_float("min_confidence", 0.0, "Answer 'unreadable' below this confidence (0-1).")
     flags.DEFINE_string("box", "", "x,y,w,h: the digits' box in pixels; crop to it as in training.")
     flags.DEFINE_string("boxes", "", "A CSV of file,number,x,y,w,h (as score_photos reads): each named "
-                        "photo's box (the number column is ignored).")
+                        "photo's box (the number column is ignored). A row names a photo by its bare name, or "
+                        "by a path from here or from the CSV's folder; a row without a box, or naming no photo "
+                        "given and no file, is refused.")
     flags.DEFINE_bool("tta", True, "Read 27 views of each box (scaled, shifted) and vote.")
     flags.DEFINE_string("localiser", "", "Where to look without a box: '' -> the shipped localiser, a "
                         "localiser run's workdir, or 'none' (the whole photo is the crop).")
@@ -129,21 +198,29 @@ def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json:
         out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Answers every image in turn; returns the exit status: 0, or 1 if any input failed.
 
-    `box` applies to every image, `boxes` (file name -> box) to the images it names; the others are
+    `box` applies to every image, `boxes` (a photo's real path, or its name -> box: `match_boxes`) to
+    the images it names; the others are
     localised by `localiser` (None: the whole photo is read as the crop). `annotate_dir` receives
-    each photo with its box and reading drawn (PNG, named after the photo)."""
+    each photo with its box and reading drawn (PNG, named after the photo: `annotation_path`)."""
     out, err = out or sys.stdout, err or sys.stderr
     status = 0
+    found = list(find_images(paths))
+    inputs = {os.path.realpath(file) for file, error in found if error is None}
+    written: set[str] = set()
     if annotate_dir is not None:
         Path(annotate_dir).mkdir(parents=True, exist_ok=True)
-    for file, error in find_images(paths):
+    for file, error in found:
         if error is None:
             try:
-                file_box = (boxes or {}).get(Path(file).name, box)
+                boxes = boxes or {}
+                file_box = boxes.get(os.path.realpath(file), boxes.get(Path(file).name, box))
                 result, image, scale = whole_photo.read_file(reader, localiser, file, file_box, tta, max_pixels)
                 a = whole_photo.answer(file, result, min_confidence)
                 if annotate_dir is not None:
-                    annotate(image, a, Path(annotate_dir) / f"{Path(file).stem}.png", scale)
+                    drawn = annotation_path(Path(annotate_dir), file, inputs, written)
+                    written.add(os.path.realpath(drawn))
+                    annotate(image, a, drawn, scale)
+                    a["annotated"] = str(drawn)
                 print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)
                 continue
             except ImageError as e:
@@ -168,10 +245,19 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         box = parse_box(FLAGS.box) if FLAGS.box else None
-        boxes = {r["file"]: r["box"] for r in read_labels(FLAGS.boxes) if r["box"]} if FLAGS.boxes else None
-    except (OSError, ValueError, KeyError, IndexError) as e:
+        boxes = None
+        if FLAGS.boxes:
+            photos = [file for file, error in find_images(paths) if error is None]
+            boxes = match_boxes(read_labels(FLAGS.boxes), FLAGS.boxes, photos)
+    except (OSError, ValueError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
+    if FLAGS.annotate:  # before anything loads: a folder it cannot write to is one line, not one per photo
+        try:
+            fileio.writable_folder(FLAGS.annotate)
+        except OSError as e:
+            print(f"error: --annotate={FLAGS.annotate}: cannot write there ({e.strerror or e})", file=sys.stderr)
+            return 2
     if not 0.0 <= FLAGS.min_confidence <= 1.0:
         print(f"--min_confidence={FLAGS.min_confidence}: must lie in 0-1", file=sys.stderr)
         return 2

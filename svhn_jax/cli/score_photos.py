@@ -4,17 +4,20 @@ them on their own photos, and how the project's held-out photos are scored.
   python -m svhn_jax.score_photos --labels=labels.csv PHOTO_FOLDER [--workdir=W] [--localiser=L]
                                   [--min_confidence=0.9] [--json_out=scores.json]
 
-Labels: a CSV of ``file,number[,x,y,w,h]`` (a header line is skipped; the box is the digits' union in
-pixels; the number ``none`` marks a photo without a house number) or a JSON list of ``{"file",
+Labels: a CSV of ``file,number[,x,y,w,h]`` (a first line ``file,number,...`` is a header; the box is the digits' union
+in pixels; the number ``none`` marks a photo without a house number) or a JSON list of ``{"file",
 "number" (null: none), "box": [x, y, w, h]}``. Each photo is read exactly as ``predict`` reads it:
 as the user would hand it over (no box: the localiser finds it) and, when the labels give a box, with
 the box. A reading is right only when the whole number is (no partial credit); a photo without a
 number is right when the answer is ``number: null``. Printed per photo and as a summary: accuracy
 (count and percent) in each mode, the box found (IoU >= 0.5 with the labelled box) and the mean
-IoU, and the precision of the confident answers (confidence >= --min_confidence).
+IoU, and the precision of the confident answers (confidence >= --min_confidence). A labelled photo
+that cannot be read (missing, misspelt, damaged) is never scored: one line on stderr names it, the
+summary counts it apart, and the exit status is 1.
 """
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -24,6 +27,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from svhn_jax.core.cli import cli, quiet_libraries
+from svhn_jax.core.errors import UserError
+from svhn_jax.core.fileio import atomic_write, writable_folder
 from svhn_jax.infer import whole_photo
 from svhn_jax.infer.photos import ImageError, read_labels
 from svhn_jax.infer.reader import Reader
@@ -92,6 +97,16 @@ def main(argv: list[str]) -> int:
         print("usage: python -m svhn_jax.score_photos --labels=FILE PHOTO_FOLDER", file=sys.stderr)
         return 2
     folder = Path(argv[1])
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a folder of photos")
+    out = Path(FLAGS.json_out) if FLAGS.json_out else None
+    if out is not None:  # before the photos are read: a place it cannot write to is one line, and early
+        try:
+            writable_folder(out.parent)
+            if out.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder", str(out))
+        except OSError as e:
+            raise UserError(f"--json_out={out}: cannot write there ({e.strerror or e})") from None
     try:
         labels = read_labels(FLAGS.labels)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
@@ -109,6 +124,18 @@ def main(argv: list[str]) -> int:
     modes = {"no_box": read_all(reader, localiser, folder, labels, use_box=False)}
     if any(r["box"] for r in labels):
         modes["box"] = read_all(reader, localiser, folder, labels, use_box=True)
+    # A photo that could not be read is named and set apart, never scored as a wrong reading.
+    not_read = {}
+    for answers in modes.values():
+        for a in answers:
+            if a.get("error") and a["file"] not in not_read:
+                not_read[a["file"]] = a["error"]
+                print(f"{folder / a['file']}: {a['error']}", file=sys.stderr)
+    kept = [i for i, row in enumerate(labels) if row["file"] not in not_read]
+    labels = [labels[i] for i in kept]
+    modes = {mode: [answers[i] for i in kept] for mode, answers in modes.items()}
+    if not labels:
+        raise UserError(f"none of the {len(not_read)} labelled photos in {folder} could be read (named above)")
     summary = {mode: score(answers, labels, FLAGS.min_confidence) for mode, answers in modes.items()}
     for i, row in enumerate(labels):
         cells = []
@@ -121,9 +148,18 @@ def main(argv: list[str]) -> int:
         print(f"{row['file']:>40}  truth {row['number'] or 'none':>6}  " + "   ".join(cells))
     for mode, s in summary.items():
         print(summary_line(mode, s, FLAGS.min_confidence))
-    if FLAGS.json_out:
-        Path(FLAGS.json_out).write_text(json.dumps({"summary": summary, "answers": modes}, indent=1) + "\n")
-    return 0
+    if not_read:
+        print(f"{len(not_read)} of the {len(labels) + len(not_read)} labelled photos not read (named on stderr), "
+              "so not scored")
+    if out is not None:
+        text = json.dumps({"summary": summary, "answers": modes, "not_read": [
+            {"file": f, "error": e} for f, e in not_read.items()]}, indent=1) + "\n"
+        try:
+            atomic_write(out, lambda p: p.write_text(text))
+        except OSError as e:  # a full disk: the earlier file, if any, is kept
+            raise UserError(f"--json_out={out}: cannot write there ({e.strerror or e}); an earlier file is kept") \
+                from None
+    return 1 if not_read else 0
 
 
 def run_as_program() -> None:

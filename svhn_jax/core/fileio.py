@@ -4,9 +4,11 @@ kernel drops however their holder ends (even ``kill -9``): a crash never leaves 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -77,6 +79,16 @@ def wait_for_lock(path: str | os.PathLike, on_wait: Callable[[], None] = lambda:
             on_wait()
             fcntl.flock(f, fcntl.LOCK_EX)
         yield  # closing the file releases the lock
+
+
+def writable_folder(folder: str | os.PathLike) -> None:
+    """Makes `folder` (and its parents) and checks a file can be made in it; raises OSError otherwise."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise OSError(errno.ENOTDIR, "not a folder", str(path))
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+        pass
 
 
 def user_cache_dir() -> Path:

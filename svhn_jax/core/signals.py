@@ -6,11 +6,12 @@ a request that a training loop honours after its step (a checkpoint saved; `erro
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -34,6 +35,21 @@ def handle_stop_signals(handler: Callable[[int, Any], None]) -> dict[int, Any]:
         return {}
     return {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
 
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignores SIGINT while the block runs: worker processes started in it inherit that. A terminal's
+    Ctrl-C reaches the whole process group; only the command's own process reports it and ends its
+    workers (each would otherwise print its own traceback). Off the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def exit_at_once(signum: int, frame: Any = None) -> None:

@@ -141,18 +141,27 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, sharding: jax.shar
     """
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), like)
     steps = sorted(manager.all_steps(), reverse=True)
+    problems = []
     for step in steps:
+        # Each checkpoint is judged alone, by a manager of its own: orbax fixes a manager's item layout
+        # from the first step it reads, so one broken step (its item folder gone) would fail every other.
+        alone = ocp.CheckpointManager(manager.directory, options=ocp.CheckpointManagerOptions(read_only=True))
         try:
-            state = manager.restore(step, args=ocp.args.StandardRestore(target))
-            problem = problem_with(host_copy(state), step, manager.metadata(step).custom_metadata or {})
+            state = alone.restore(step, args=ocp.args.StandardRestore(target))
+            problem = problem_with(host_copy(state), step, alone.metadata(step).custom_metadata or {})
         except Exception as e:  # whatever fails to read, the next checkpoint may not
             problem = f"it does not restore: {type(e).__name__}: {one_line(e)[:200]}"
+        finally:
+            alone.close()
         if problem is None:
             return state
         logging.warning("skipping the checkpoint of step %d in %s: %s", step, manager.directory, problem)
+        problems.append(problem)
     if steps:
+        # Where warnings are hidden (predict, score_photos), the line itself says why, for the newest one.
+        why = "see the warnings above" if logging.level_warning() else f"the newest: {problems[0][:160]}"
         raise RunError(f"no checkpoint in {manager.directory} is usable (steps {', '.join(map(str, steps))}; "
-                       "see the warnings above): move them aside, or start afresh with --overwrite")
+                       f"{why}): move them aside, or start afresh with --overwrite")
     return None
 
 

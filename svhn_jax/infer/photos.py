@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import re
 import stat
 import struct
 import warnings
@@ -137,22 +138,73 @@ def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         Image.MAX_IMAGE_PIXELS = pillow_limit
 
 
+# A CSV's first line is a header when its first two columns are named so (any case): (file, number), ...
+HEADERS = {(f, n) for f in ("file", "filename", "name", "photo", "image", "path")
+           for n in ("number", "label", "house_number")}
+
+
+def _label_box(where: str, box: Any) -> tuple[int, int, int, int]:
+    """A row's box (four numbers x, y, w, h; strings from a CSV) -> whole pixels; ValueError naming `where`."""
+    text = ",".join(map(str, box)) if isinstance(box, (list, tuple)) else str(box)
+    try:
+        if not isinstance(box, (list, tuple)) or len(box) != 4 or any(isinstance(v, bool) for v in box):
+            raise ValueError
+        values = [float(v) for v in box]
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError
+        x, y, w, h = (int(round(v)) for v in values)
+        if w <= 0 or h <= 0:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise ValueError(f"{where}: box {text!r} is not four finite numbers x,y,w,h with a positive width "
+                         "and height") from None
+    return x, y, w, h
+
+
 def read_labels(path: str | Path) -> list[dict[str, Any]]:
-    """[{"file", "number", "box" (x, y, w, h) or None}] from a CSV or JSON labels file; a photo without
-    a house number has the number "none" in a CSV (null in JSON), read as ""."""
+    """[{"file", "number", "box" (x, y, w, h) or None, "where" ("PATH line N" / "PATH entry N")}] from a
+    CSV or JSON labels file; a photo without a house number has the number "none" in a CSV (null in
+    JSON), read as "". A first CSV line is a header when its columns are named so (`HEADERS`: e.g.
+    ``file,number,x,y,w,h``). A malformed row (a CSV row of other than 2 or 6 columns, a number that is
+    not digits, a box that is not four finite numbers with a positive size, a JSON entry that is not
+    {"file", "number", "box"}) or a photo labelled twice raises a ValueError naming its line."""
     path = Path(path)
     text = path.read_text()
+    rows = []
     if path.suffix.lower() == ".json":
-        rows = [(r["file"], "" if r["number"] is None else str(r["number"]), r.get("box")) for r in json.loads(text)]
+        entries = json.loads(text)
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: expected a JSON list of {{\"file\", \"number\", \"box\"}} entries, "
+                             f"got a JSON {type(entries).__name__}")
+        for n, r in enumerate(entries, 1):
+            where = f"{path} entry {n}"
+            if not (isinstance(r, dict) and isinstance(r.get("file"), str) and "number" in r
+                    and isinstance(r["number"], (str, int, type(None))) and not isinstance(r["number"], bool)):
+                raise ValueError(f"{where}: expected {{\"file\": name, \"number\": digits or null, "
+                                 "\"box\": [x, y, w, h] or null}")
+            rows.append((where, r["file"], "" if r["number"] is None else str(r["number"]), r.get("box")))
     else:
-        rows = []
-        for cells in csv.reader(line for line in text.splitlines() if line.strip()):
-            cells = [c.strip() for c in cells]
-            if cells[1].lower() == "none":
-                cells[1] = ""
-            elif not cells[1].isdigit():
-                if not rows:  # a header
-                    continue
-                raise ValueError(f"{path}: {cells[0]}: number {cells[1]!r} is not a house number")
-            rows.append((cells[0], cells[1], [float(v) for v in cells[2:6]] if len(cells) >= 6 else None))
-    return [{"file": f, "number": n, "box": tuple(int(round(v)) for v in b) if b else None} for f, n, b in rows]
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{path} line {n}"
+            cells = [c.strip() for c in next(csv.reader([line]))]
+            if len(cells) not in (2, 6):
+                raise ValueError(f"{where}: expected file,number[,x,y,w,h], got {len(cells)} columns")
+            if not rows and (cells[0].lower(), cells[1].lower()) in HEADERS:  # a header, by its column names
+                continue
+            rows.append((where, cells[0], "" if cells[1].lower() == "none" else cells[1], cells[2:6] or None))
+    out: list[dict[str, Any]] = []
+    first: dict[str, str] = {}
+    for where, file, number, box in rows:
+        if not file:
+            raise ValueError(f"{where}: no file name")
+        if number and not re.fullmatch(r"[0-9]+", number):
+            raise ValueError(f"{where}: {file}: number {number!r} is not a house number")
+        key = os.path.normpath(file)
+        if key in first:  # two labels for one photo: which one is right cannot be told
+            raise ValueError(f"{where}: {file!r} is labelled again (first on {first[key]})")
+        first[key] = where.rpartition(f"{path} ")[2]
+        out.append({"file": file, "number": number, "box": None if box is None else _label_box(where, box),
+                    "where": where})
+    return out

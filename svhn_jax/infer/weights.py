@@ -55,7 +55,10 @@ def load(kind: str, workdir: str | os.PathLike | None = None) -> Weights:
     """The `kind` ("reader" or "localiser") of `workdir`'s run, or the shipped one when `workdir` is None or ''."""
     if workdir:
         saved = Path(workdir) / "config.json"
-        if saved.exists() and (held := config_lib.task_of(config_lib.saved(saved))) != kind:
-            raise WrongModelError(f"{workdir} holds a {held} run, not a {kind}: name a {kind}'s workdir")
+        config = config_lib.saved(saved) if saved.exists() else None
+        if config is not None and (held := config_lib.task_of(config)) != kind:
+            model = f" (model {config.model})" if held == "reader" else ""
+            flag = "--localiser" if held == "localiser" else "--workdir"
+            raise WrongModelError(f"{workdir}: that workdir holds a {held}{model}, not a {kind}; give it as {flag}")
         return from_workdir(workdir)
     return pretrained.load(kind)

@@ -14,7 +14,8 @@
 4. the answer is the candidate with the highest reader x localiser confidence; its confidence is
    that product. A photo the localiser finds no number in answers ``number: null`` with a reason.
 
-A user's `box` skips 1-2: the box is read as given (its localiser confidence is then None).
+A user's `box` skips 1-2: the box is read as given (its localiser confidence is then None), clipped to
+the photo when it reaches outside it ("box_clipped_from" keeps the box given).
 `read_file` does it all for a photo file; `answer` turns a result into predict's answer.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from svhn_jax.infer.localiser import Localiser
-from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, load_photo
+from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, load_photo
 from svhn_jax.infer.reader import Reader, views, vote
 
 NUM_CANDIDATES = 3
@@ -156,10 +157,19 @@ def read_photo(reader: Reader, localiser: Localiser | None, image: np.ndarray,
     """One photo's answer: {"reading", "confidence", "box" [x, y, w, h] or None, "box_confidence",
     "no_number" (the localiser's probability of none), "reason" (why there is no reading, or None)}."""
     if box is not None or localiser is None:
-        whole = (0, 0, image.shape[1], image.shape[0])
-        reading, conf = read_box(reader, image, box if box is not None else whole, tta)
-        return {"reading": reading, "confidence": conf, "box": None if box is None else [int(v) for v in box],
-                "box_confidence": None, "no_number": None, "reason": None if reading else "no digit read"}
+        height, width = image.shape[:2]
+        given = None
+        if box is not None:  # the user's box: refused quoting it when wholly outside, else clipped to the photo
+            x, y, w, h = box
+            if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+                raise ImageError(f"the box {x},{y},{w},{h} lies outside the {width}x{height} photo")
+            given, box = [int(v) for v in box], tuple(int(v) for v in clip(image, box))
+        reading, conf = read_box(reader, image, box if box is not None else (0, 0, width, height), tta)
+        result = {"reading": reading, "confidence": conf, "box": None if box is None else list(box),
+                  "box_confidence": None, "no_number": None, "reason": None if reading else "no digit read"}
+        if given is not None and given != result["box"]:
+            result["box_clipped_from"] = given
+        return result
     found, box_conf, p_none = candidates(localiser, image)
     if p_none > NO_NUMBER:
         return {"reading": "", "confidence": 0.0, "box": None, "box_confidence": None, "no_number": p_none,
@@ -197,4 +207,6 @@ def answer(file: str, result: dict[str, Any], min_confidence: float) -> dict[str
         reason = f"confidence below {min_confidence:g}"
     a = {"file": file, "number": reading if reason is None else None, "reading": reading,
          "confidence": confidence, "box": result.get("box"), "box_confidence": result.get("box_confidence")}
+    if result.get("box_clipped_from"):  # a given box that reached outside the photo, read clipped to it
+        a["box_clipped_from"] = result["box_clipped_from"]
     return {**a, "reason": reason} if reason is not None else a

@@ -34,6 +34,9 @@ class Task(Protocol):
     name: str
     sort_batches: bool  # each training batch's indices in increasing order (`pipeline.TrainBatches`)
 
+    def check_config(self, config: ml_collections.ConfigDict) -> None:
+        """Refuses values this task cannot train with, in one line (ValueError), before anything starts."""
+
     def read_data(self, config: ml_collections.ConfigDict, train_files: list[Path], eval_file: Path) -> TaskData:
         """The split files the data registry made, read into memory."""
 

@@ -105,6 +105,11 @@ class LocaliserTask:
     name = "localiser"
     sort_batches = True
 
+    def check_config(self, config: ml_collections.ConfigDict) -> None:
+        if config.num_scenes_train < config.batch_size:  # an epoch would hold no batch
+            raise ValueError(f"config key num_scenes_train ({config.num_scenes_train}) must be at least batch_size "
+                             f"({config.batch_size}): a training batch is drawn from the scenes")
+
     def read_data(self, config: ml_collections.ConfigDict, train_files: list[Path], eval_file: Path) -> TaskData:
         parts = [read_scenes(f) for f in train_files]
         images, boxes = parts[0] if len(parts) == 1 else (np.concatenate(a) for a in zip(*parts))

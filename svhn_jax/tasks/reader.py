@@ -90,6 +90,9 @@ class ReaderTask:
     name = "reader"
     sort_batches = False
 
+    def check_config(self, config: ml_collections.ConfigDict) -> None:
+        del config  # the training set's size is known once it is read (`pipeline.TrainBatches` checks it)
+
     def read_data(self, config: ml_collections.ConfigDict, train_files: list[Path], eval_file: Path) -> TaskData:
         train = pipeline.concatenate([store.read_split(f) for f in train_files])
         return TaskData(train=pipeline.training_arrays(train), eval=store.read_split(eval_file),

@@ -234,16 +234,30 @@ def drop_metadata(checkpoint):
     (checkpoint / "default" / "_METADATA").unlink()
 
 
+def drop_item_folder(checkpoint):
+    """The checkpoint's whole item folder gone: orbax once took this step's layout (no "default" item) for
+    every step after it, and so refused the intact older ones too."""
+    shutil.rmtree(checkpoint / "default")
+
+
 @pytest.mark.parametrize("corrupt, reasons", [
     (flip_bytes, ["it holds non-finite values", "its data does not match the SHA-256 saved with it"]),
-    (drop_metadata, ["it does not restore: "])])
+    (drop_metadata, ["it does not restore: "]),
+    (drop_item_folder, ["it does not restore: "])])
 def test_corrupt_newest_checkpoint_is_skipped_for_the_previous_one(corrupt, reasons, prepared, straight, tmp_path):
     """Flipped bits restore without a complaint (garbage, caught by the checks after the restore:
-    which one depends on the bytes hit); a missing file does not restore."""
+    which one depends on the bytes hit); a missing file does not restore. Each checkpoint is judged on
+    its own, for a resume and for `predict --workdir` / `init_from` (`infer.weights.from_workdir`) alike."""
     workdir = tmp_path / "run"
     shutil.copytree(straight, workdir)
     (workdir / "final_metrics.json").unlink()
     corrupt(workdir / "checkpoints" / "120")
+    from svhn_jax.core.workdir import tree_sha256
+    from svhn_jax.infer.weights import from_workdir
+    older = tmp_path / "older"  # what predict reads: the newest intact checkpoint, step 80
+    shutil.copytree(straight, older)
+    shutil.rmtree(older / "checkpoints" / "120")
+    assert tree_sha256(from_workdir(workdir)[2]) == tree_sha256(from_workdir(older)[2])
     resumed = run_module("svhn_jax.main", *LONG, f"--config.data_dir={prepared}", f"--workdir={workdir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Traceback" not in resumed.stderr

@@ -58,10 +58,11 @@ def run_unprivileged(module: str, *args: str, timeout: int = 300) -> subprocess.
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
-    """The program's only stderr line (progress bars aside), checked to be no traceback."""
+    """The program's only stderr line (progress bars and absl's INFO lines aside), checked to be no traceback."""
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr[-3000:]
     text = re.sub(r"[^\r\n]*chunk/s\]", "", result.stderr)  # tqdm's bars, which a terminal overwrites
-    lines = [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    lines = [line for line in text.replace("\r", "\n").splitlines()
+             if line.strip() and not re.match(r"I\d{4} [\d:.]+ +\d+ \S+:\d+\] ", line)]
     assert len(lines) == 1, result.stderr[-3000:]
     return lines[0]
 
@@ -237,9 +238,12 @@ def test_two_runs_preparing_one_fresh_data_folder_both_succeed(tmp_path):
 # ------------------------------------------------------------------ 8. one line instead of a traceback
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["svhn_jax.prepare", "svhn_jax.main"])
+@pytest.mark.parametrize("module", ["svhn_jax.prepare", "svhn_jax.main", "localiser"])
 @pytest.mark.parametrize("fault", ["not writable", "full"])
 def test_a_data_folder_not_writable_or_full_is_one_line(module, fault, tmp_path, request):
+    """"localiser": main with configs/localiser.py, whose scenes are rendered into DATA/scenes (a full disk
+    there once ended in a segfault)."""
+    folder = "scenes" if module == "localiser" else "synthetic"
     if fault == "full":
         data = request.getfixturevalue("small_disk")
         with open(data / "filler", "wb") as f:  # leave 64 KiB: the first images do not fit
@@ -249,14 +253,18 @@ def test_a_data_folder_not_writable_or_full_is_one_line(module, fault, tmp_path,
     else:
         data = tmp_path / "data"
         data.mkdir(mode=0o555)
-        reason = f"Permission denied: '{data / 'synthetic'}'"
+        reason = f"Permission denied: '{data / folder}'"
     if module == "svhn_jax.prepare":
         args = ["--dataset=synthetic", "--splits=train", "--num_examples=40", f"--data_dir={data}"]
+    elif module == "localiser":
+        module, args = "svhn_jax.main", ["--config=configs/localiser.py", "--config.num_scenes_train=300",
+                                         "--config.num_scenes_test=32", "--config.batch_size=16",
+                                         f"--config.data_dir={data}", f"--workdir={tmp_path / 'run'}"]
     else:
         args = ["--config=configs/test.py", f"--config.data_dir={data}", f"--workdir={tmp_path / 'run'}"]
     result = run_unprivileged(module, *args)
     assert result.returncode == 1
-    assert one_line_error(result) == f"error: cannot prepare the data in {data / 'synthetic'} ({reason})"
+    assert one_line_error(result) == f"error: cannot prepare the data in {data / folder} ({reason})"
     assert leftovers(data) == [] and not list(data.rglob("*.h5"))
 
 
@@ -352,3 +360,295 @@ def test_prepare_cli_refuses_an_escaping_name_in_one_line(tmp_path):
     assert one_line_error(result) == (f"error: {tmp_path / 'src' / 'train' / 'digitStruct.mat'}: image name "
                                       "'../../secret.png' leaves the release folder; refused")
     assert not list((tmp_path / "data").rglob("*.h5"))
+
+
+# ------------------------------------------------------------------ 9. predict never touches a user's photos
+
+@pytest.mark.slow
+def test_annotate_never_writes_over_a_photo_or_a_file_it_did_not_write(tmp_path):
+    """--annotate into the photos' own folder: house.png and house.jpg side by side, a file of the user's
+    under the name a drawing would take, and a second house.png from another folder."""
+    photos, other = tmp_path / "p", tmp_path / "other"
+    photos.mkdir()
+    other.mkdir()
+    shutil.copy(REPO / "samples" / "svhn_train_2.png", photos / "house.png")
+    Image.open(REPO / "samples" / "svhn_train_1.png").convert("RGB").save(photos / "house.jpg", quality=90)
+    shutil.copy(REPO / "samples" / "synthetic_1.png", photos / "house.png.annotated.png")  # the user's own
+    shutil.copy(REPO / "samples" / "synthetic_2.png", other / "house.png")
+    before = {p: p.read_bytes() for p in [*photos.iterdir(), *other.iterdir()]}
+    result = run_module("svhn_jax.predict", "--json", f"--annotate={photos}", str(photos), str(other / "house.png"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert [p for p, data in before.items() if p.read_bytes() != data] == []  # every photo, byte for byte
+    answers = {Path(a["file"]).relative_to(tmp_path).as_posix(): a["annotated"]
+               for a in map(json.loads, result.stdout.splitlines())}
+    assert answers == {"p/house.jpg": str(photos / "house.jpg.annotated.png"),
+                       "p/house.png": str(photos / "house.png.annotated-2.png"),
+                       "p/house.png.annotated.png": str(photos / "house.png.annotated.png.annotated.png"),
+                       "other/house.png": str(photos / "house.png.annotated-3.png")}
+    for photo, drawn in answers.items():  # each drawing is a new PNG the size of its own photo
+        assert Path(drawn) not in before and Image.open(drawn).size == Image.open(tmp_path / photo).size
+    # A rerun into another folder replaces its own earlier drawings, and only those.
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    (drawn / "house.jpg.annotated.png").write_bytes(b"a note of the user's")
+    for _ in range(2):
+        again = run_module("svhn_jax.predict", f"--annotate={drawn}", str(photos / "house.png"),
+                           str(photos / "house.jpg"))
+        assert again.returncode == 0, again.stderr[-3000:]
+    assert (drawn / "house.jpg.annotated.png").read_bytes() == b"a note of the user's"
+    assert sorted(p.name for p in drawn.iterdir()) == ["house.jpg.annotated-2.png", "house.jpg.annotated.png",
+                                                       "house.png.annotated.png"]
+
+
+# ------------------------------------------------------------------ 10. score_photos scores only what it read
+
+@pytest.mark.slow
+def test_score_photos_never_scores_a_photo_it_did_not_read(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(REPO / "samples" / "svhn_train_2.png", photos / "a.png")
+    (photos / "empty.png").write_bytes(b"")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,number,x,y,w,h\na.png,23,77,25,47,36\nmisspelt.png,19,1,1,10,10\nempty.png,5,1,1,4,4\n")
+    result = run_module("svhn_jax.score_photos", f"--labels={labels}", f"--json_out={tmp_path / 's.json'}",
+                        str(photos))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [f"{photos / 'misspelt.png'}: no such file",
+                                          f"{photos / 'empty.png'}: empty file"]
+    lines = result.stdout.splitlines()
+    assert sum("truth" in line for line in lines) == 1 and "a.png" in lines[0]  # only the photo read is scored
+    assert [line.split(":")[0] for line in lines[1:3]] == ["no_box", "box"]
+    assert all("/1 right" in line for line in lines[1:3])
+    assert lines[3] == "2 of the 3 labelled photos not read (named on stderr), so not scored"
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["summary"]["no_box"]["num"] == 1
+    assert scores["not_read"] == [{"file": "misspelt.png", "error": "no such file"},
+                                  {"file": "empty.png", "error": "empty file"}]
+
+    for folder in (tmp_path / "nonexistent", labels):  # no folder at all: nothing is scored
+        nothing = run_module("svhn_jax.score_photos", f"--labels={labels}", str(folder))
+        assert nothing.returncode == 1 and nothing.stdout == ""
+        assert one_line_error(nothing) == f"error: {folder}: not a folder of photos"
+
+
+# ------------------------------------------------------------------ 11. --boxes and labels: rows as users write them
+
+@pytest.mark.parametrize("name, text, why", [
+    ("labels.csv", "file,number,x,y,w,h\na.png,12,1,2,3,4\nb.png,7,1,2,3\n", "line 3: expected file,number[,x,y,w,h]"),
+    ("labels.csv", "a.png,12,inf,1,10,10\n", "line 1: box 'inf,1,10,10' is not four finite numbers"),
+    ("labels.csv", "a.png,12,1,1,0,10\n", "line 1: box '1,1,0,10' is not four finite numbers"),
+    ("labels.json", '{"file": "a.png", "number": 12}', "expected a JSON list"),
+    ("labels.json", '[{"file": "a.png", "number": 12, "box": [1, "two", 3, 4]}]', "entry 1: box "),
+    ("labels.json", '[{"file": "a.png", "number": 12, "box": [1, 2, 3, 1e999]}]', "entry 1: box "),
+    ("labels.json", '[{"file": "a.png", "number": 1, "box": null}, {"file": "b.png"}]', "entry 2: expected "),
+])
+def test_malformed_label_rows_are_refused_naming_their_line(name, text, why, tmp_path):
+    from svhn_jax.infer.photos import read_labels
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError) as e:
+        read_labels(tmp_path / name)
+    assert str(e.value).startswith(str(tmp_path / name)) and why in str(e.value), str(e.value)
+
+
+@pytest.mark.slow
+def test_predict_boxes_match_photos_as_the_user_names_them_and_refuse_the_rest(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("svhn_train_2.png", "synthetic_1.png"):
+        shutil.copy(REPO / "samples" / name, photos / name)
+    labels = tmp_path / "boxes.csv"  # one row by a path from the CSV's folder, one by its bare name
+    labels.write_text("file,number,x,y,w,h\nphotos/svhn_train_2.png,23,77,25,47,36\nsynthetic_1.png,19,41,5,28,29\n")
+    result = run_module("svhn_jax.predict", "--json", "--notta", f"--boxes={labels}", str(photos))
+    assert result.returncode == 0, result.stderr[-3000:]
+    boxes = {Path(a["file"]).name: (a["box"], a["box_confidence"]) for a in map(json.loads, result.stdout.splitlines())}
+    assert boxes == {"svhn_train_2.png": ([77, 25, 47, 36], None), "synthetic_1.png": ([41, 5, 28, 29], None)}
+
+    for rows, why in [("svhn_train_2.png,23,77,25,47\n", f"{labels} line 1: expected file,number[,x,y,w,h], got 5"),
+                      ("svhn_train_2.png,23\n", f"{labels} line 1: 'svhn_train_2.png' has no box x,y,w,h"),
+                      ("photos/svhn_train_2.png,23,1,1,9,9\nphotos/typo.png,5,1,1,9,9\n",
+                       f"{labels} line 2: 'photos/typo.png' matches none of the photos given and names no file")]:
+        labels.write_text(rows)
+        refused = run_module("svhn_jax.predict", f"--boxes={labels}", str(photos))
+        assert refused.returncode == 2 and refused.stdout == ""
+        assert one_line_error(refused).startswith(f"error: {why}"), refused.stderr
+
+
+@pytest.mark.parametrize("text, rows_or_why", [
+    ("a.png,x12\nb.png,5\n", "line 1: a.png: number 'x12' is not a house number"),  # no header: a typo
+    ("a.png,²\n", "line 1: a.png: number '²' is not a house number"),
+    ("File, Number ,x,y,w,h\na.png,5,1,1,4,4\n", [("a.png", "5")]),  # a header, by its column names
+    ("photo,label\n\nb.png,none\n", [("b.png", "")]),
+    ("a.png,12\nb.png,5\n./a.png,13\n", "line 3: './a.png' is labelled again (first on line 1)"),
+    ("a.png,12\na.png,12\n", "line 2: 'a.png' is labelled again (first on line 1)"),
+])
+def test_label_headers_are_known_by_their_names_and_repeated_photos_refused(text, rows_or_why, tmp_path):
+    from svhn_jax.infer.photos import read_labels
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    if isinstance(rows_or_why, str):
+        with pytest.raises(ValueError, match=re.escape(f"{path} {rows_or_why}")):
+            read_labels(path)
+    else:
+        assert [(r["file"], r["number"]) for r in read_labels(path)] == rows_or_why
+    (tmp_path / "labels.json").write_text('[{"file": "a.png", "number": 1}, {"file": "a.png", "number": 2}]')
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'labels.json'} entry 2: 'a.png' is labelled "
+                                                   "again (first on entry 1)")):
+        read_labels(tmp_path / "labels.json")
+
+
+# ------------------------------------------------------------------ 12. user mistakes on the new CLIs: one line
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A real read-only folder, even for root: a read-only tmpfs (skipped where mounting is not permitted)."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.slow
+def test_user_mistakes_on_predict_and_score_photos_are_one_line(tmp_path, read_only_folder):
+    photo = str(REPO / "samples" / "svhn_train_2.png")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    cases = [
+        (("svhn_jax.predict", f"--annotate={a_file}", photo), 2, f"error: --annotate={a_file}: cannot write there "
+                                                                 "(not a folder)"),
+        (("svhn_jax.predict", f"--annotate={a_file}/drawn", photo), 2,
+         f"error: --annotate={a_file}/drawn: cannot write there (Not a directory)"),
+        (("svhn_jax.predict", f"--annotate={read_only_folder}", photo), 2,
+         f"error: --annotate={read_only_folder}: cannot write there (Read-only file system)"),
+        (("svhn_jax.predict", "--box=inf,1,10,10", photo), 2,
+         "error: --box='inf,1,10,10': expected four finite numbers x,y,w,h"),
+        (("svhn_jax.score_photos", "--labels=samples/labels.csv", f"--json_out={a_file}/s.json", "samples"), 1,
+         f"error: --json_out={a_file}/s.json: cannot write there (not a folder)"),
+        (("svhn_jax.score_photos", "--labels=samples/labels.csv", f"--json_out={read_only_folder}/s.json",
+          "samples"), 1, f"error: --json_out={read_only_folder}/s.json: cannot write there (Read-only file system)"),
+    ]
+    for args, status, line in cases:
+        result = run_module(*args)
+        assert result.returncode == status and result.stdout == "", (args, result.stderr[-3000:])
+        assert one_line_error(result) == line
+    assert a_file.read_text() == "not a folder" and list(read_only_folder.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_fewer_localiser_scenes_than_a_batch_is_one_line(tmp_path):
+    result = run_module("svhn_jax.main", "--config=configs/localiser.py", "--config.num_scenes_train=8",
+                        "--config.batch_size=16", f"--config.data_dir={tmp_path / 'data'}",
+                        f"--workdir={tmp_path / 'run'}")
+    assert result.returncode == 1
+    assert one_line_error(result) == ("error: config key num_scenes_train (8) must be at least batch_size (16): "
+                                      "a training batch is drawn from the scenes")
+    assert not (tmp_path / "data").exists()  # refused before anything is rendered
+
+
+@pytest.fixture
+def localiser_run(tmp_path):
+    """A real localiser workdir: configs/localiser.py's config.json and an orbax checkpoint of its
+    freshly initialised state (step 0; what a run writes, without the training)."""
+    import jax
+
+    from configs import localiser
+    from svhn_jax.core import workdir as workdir_lib
+    from svhn_jax.core.state import create_train_state, make_optimizer
+    from svhn_jax.models import create_model
+    config, path = localiser.get_config(), tmp_path / "localiser_run"
+    model, (tx, _) = create_model(config), make_optimizer(config)
+    state = create_train_state(jax.random.key(0), model, tx, (128, 128, 3))
+    path.mkdir()
+    workdir_lib.start(config, path)
+    workdir_lib.save_checkpoint(workdir_lib.checkpoint_manager(path, config), 0, state, path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_run_of_the_other_kind_is_one_line(workdir, localiser_run):
+    photo = str(REPO / "samples" / "svhn_train_2.png")
+    reader_line = f"{workdir}: that workdir holds a reader (model seed_cnn), not a localiser; give it as --workdir"
+    localiser_line = f"{localiser_run}: that workdir holds a localiser, not a reader; give it as --localiser"
+    for args, status, line in [(("svhn_jax.predict", f"--workdir={localiser_run}", photo), 2, localiser_line),
+                               (("svhn_jax.predict", f"--localiser={workdir}", photo), 2, reader_line),
+                               (("svhn_jax.score_photos", "--labels=samples/labels.csv", f"--localiser={workdir}",
+                                 "samples"), 1, f"error: {reader_line}"),
+                               (("svhn_jax.score_photos", "--labels=samples/labels.csv",
+                                 f"--workdir={localiser_run}", "samples"), 1, f"error: {localiser_line}")]:
+        result = run_module(*args)
+        assert result.returncode == status and result.stdout == "", (args, result.stderr[-3000:])
+        assert one_line_error(result) == line
+    assert run_module("svhn_jax.predict", f"--workdir={workdir}", f"--localiser={localiser_run}",
+                      photo).returncode == 0  # each in its place
+
+
+# ------------------------------------------------------------------ 13. signals: only the command reports them
+
+@pytest.mark.slow
+def test_a_run_that_renders_with_worker_processes_and_succeeds_prints_no_error(tmp_path):
+    """1,000 synthetic test images are rendered by a pool of worker processes, ended when done: they must
+    not report their end as an interruption (only the command's own process reports a signal)."""
+    result = run_module("svhn_jax.main", "--config=configs/test.py", "--config.num_synthetic_test=1000",
+                        "--config.num_train_steps=1", f"--config.data_dir={tmp_path / 'data'}",
+                        f"--workdir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "error:" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_rendering_scenes_is_one_line(signum, tmp_path):
+    """SIGTERM to the command (as a scheduler sends it), Ctrl-C to the whole process group (as a terminal
+    sends it): one line, exit 128 + signal, no temporary file left."""
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "svhn_jax.main", "--config=configs/localiser.py",
+                             "--config.num_scenes_train=1000", f"--config.data_dir={data}",
+                             f"--workdir={tmp_path / 'run'}"], cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not leftovers(data) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(3.0)  # the workers are rendering
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    if signum == signal.SIGTERM:
+        proc.send_signal(signum)
+    else:
+        os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum
+    assert one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", err)) == (
+        f"error: interrupted ({signal.Signals(signum).name})")
+    assert leftovers(data) == [] and not list(data.rglob("*.h5"))
+
+
+# ------------------------------------------------------------------ 14. messages that say what happened
+
+@pytest.mark.slow
+def test_a_box_partly_outside_the_photo_is_clipped_and_said_and_one_wholly_outside_quoted(tmp_path):
+    photo = str(REPO / "samples" / "svhn_train_2.png")  # 199 x 83
+    result = run_module("svhn_jax.predict", "--json", "--box=180,25,42,32", photo)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a = json.loads(result.stdout)
+    assert a["box"] == [180, 25, 19, 32] and a["box_clipped_from"] == [180, 25, 42, 32]
+    text = run_module("svhn_jax.predict", "--box=180,25,42,32", photo)
+    assert text.returncode == 0 and text.stdout.rstrip().endswith(
+        "box 180,25,19,32: clipped to the photo from 180,25,42,32)"), text.stdout
+    outside = run_module("svhn_jax.predict", "--box=201,25,42,32", photo)
+    assert outside.returncode == 1 and outside.stdout == ""
+    assert one_line_error(outside) == f"{photo}: the box 201,25,42,32 lies outside the 199x83 photo"
+
+
+
+@pytest.mark.slow
+def test_no_usable_checkpoint_names_the_reason_where_warnings_are_hidden(workdir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(workdir, broken)
+    for checkpoint in (broken / "checkpoints").iterdir():
+        (checkpoint / "default" / "_METADATA").unlink()
+    result = run_module("svhn_jax.predict", f"--workdir={broken}", str(REPO / "samples" / "svhn_train_2.png"))
+    assert result.returncode == 2 and result.stdout == ""
+    line = one_line_error(result)
+    assert line.startswith(f"no checkpoint in {broken / 'checkpoints'} is usable (steps 8, 4; the newest: it does "
+                           "not restore: ") and "see the warnings above" not in line and len(line) < 500, line

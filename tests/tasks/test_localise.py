@@ -173,7 +173,7 @@ def test_annotate_draws_the_box_and_huge_photos_are_read_in_bounded_memory(tmp_p
     a = json.loads(answer_line)
     peak_mb = int(status_and_rss.split()[1]) / 1024
     assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB"  # the photo alone is 36 MB as RGB
-    drawn = Image.open(tmp_path / "drawn" / "huge.png")
+    drawn = Image.open(tmp_path / "drawn" / "huge.jpg.annotated.png")
     assert drawn.format == "PNG" and max(drawn.size) == 1600  # scaled to 1600 px
     x, y, w, h = (round(v * 1600 / 4000) for v in a["box"])
     edge = np.asarray(drawn.convert("RGB"))[y + h // 2, max(0, x - 3):x + 4]

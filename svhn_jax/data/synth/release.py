@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from svhn_jax.core.signals import sigint_ignored
 from svhn_jax.data.svhn.digitstruct import DigitBox, Entry, write_digitstruct
 from svhn_jax.data.synth.geometry import example_rngs, sample_layout
 from svhn_jax.data.synth.render import render
@@ -67,7 +68,9 @@ def write_release(folder: str | os.PathLike, num: int, seed: int, *, workers: in
         tasks = [(str(tmp), int(seed), start, min(start + chunk, num)) for start in range(0, num, chunk)]
         bar = dict(total=len(tasks), desc=f"render {folder.name}", unit="chunk", leave=False)
         if workers > 1 and len(tasks) > 1:
-            with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+            with sigint_ignored():  # a Ctrl-C is reported by this process alone, which ends the workers
+                pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
+            with pool:
                 results = list(tqdm(pool.imap(_write_range, tasks), **bar))
         else:
             results = [_write_range(task) for task in tqdm(tasks, **bar)]

@@ -11,11 +11,13 @@ number's union box (x, y, w, h in those pixels; NaN when the scene holds no numb
 - "none": the same walls, clutter and words, without a number.
 
 Then, scene-wide: a night exposure (dark scene, bright digits stay bright) or a tilted photo (rotated,
-black corners, as users' edited photos are). `write_scenes` renders a set into one HDF5 file;
-`ensure_split` is dataset=scenes in the data registry (`data/sources.py`): it renders a split once.
+black corners, as users' edited photos are). `write_scenes` renders a set into one HDF5 file (whole or
+not at all: a full disk raises an OSError and leaves nothing); `ensure_split` is dataset=scenes in the
+data registry (`data/sources.py`): it renders a split once.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from multiprocessing import get_context
@@ -28,6 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from svhn_jax.core.fileio import atomic_write
+from svhn_jax.core.signals import sigint_ignored
 from svhn_jax.data import paths
 from svhn_jax.data.preprocess import get_recipe, letterbox
 from svhn_jax.data.synth.geometry import Layout, example_rngs, sample_layout
@@ -186,11 +189,16 @@ def write_scenes(path: str | os.PathLike, num: int, seed: int, workers: int = 2,
     tasks = [(seed, s, min(s + chunk, num)) for s in range(0, num, chunk)]
 
     def write(tmp: Path) -> None:
-        with h5py.File(tmp, "w") as f:
+        # HDF5's chunk cache is off, as in `store.SplitWriter`: a failed write (a full disk) raises in the
+        # assignment that made it, not later in a cache flush h5py can only report from a destructor
+        # (where it ended in a segfault).
+        f = h5py.File(tmp, "w", rdcc_nbytes=0)
+        try:
             images = f.create_dataset("images", (num, SIZE, SIZE, 3), np.uint8, chunks=(min(64, num), SIZE, SIZE, 3))
             boxes = f.create_dataset("boxes", (num, 4), np.float32)
             f.attrs.update(seed=seed, num=num, size=SIZE, version=VERSION)
-            pool = get_context("spawn").Pool(workers)
+            with sigint_ignored():  # a Ctrl-C is reported by this process alone, which ends the workers
+                pool = get_context("spawn").Pool(workers)
             try:
                 done = pool.imap(_render_range, tasks)
                 for (_, start, stop), (im, bx) in tqdm(zip(tasks, done), total=len(tasks), desc=f"render {path.name}",
@@ -202,6 +210,11 @@ def write_scenes(path: str | os.PathLike, num: int, seed: int, workers: int = 2,
                 raise
             finally:
                 pool.join()
+        except BaseException:
+            with contextlib.suppress(OSError, RuntimeError):  # the error that stopped the writing is the one
+                f.close()                                      # to report, not a failed close after it
+            raise
+        f.close()
 
     atomic_write(path, write)
     return path
