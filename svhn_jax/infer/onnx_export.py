@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterator
 import jax
 import jax.numpy as jnp
 
+from svhn_jax import pretrained
 from svhn_jax.core.errors import UserError
 from svhn_jax.core.fileio import atomic_write
 from svhn_jax.core.workdir import tree_sha256
@@ -207,13 +208,19 @@ def export_model(role: str, workdir: str | os.PathLike | None, out_dir: str | os
     """Exports `workdir`'s `role` ("reader" or "localiser"; the shipped one when `workdir` is None or '')
     to ``out_dir/<role>.onnx`` and records it in ``out_dir/info.json`` (other roles' entries kept);
     returns its entry."""
+    exporter()
+    writable_folder(out_dir)
+    return _export_loaded(load_source(role, workdir), out_dir, opset)
+
+
+def _export_loaded(loaded: tuple[Any, Any, dict[str, Any], str], out_dir: str | os.PathLike,
+                   opset: int = OPSET) -> dict[str, Any]:
     to_onnx = exporter()
     out = writable_folder(out_dir)
-    config, model, variables, source = load_source(role, workdir)
+    config, model, variables, source = loaded
     role, fn, shape, names = graph_function(config, model, variables)
     sha = tree_sha256(variables["params"])
-    if not workdir:  # the shipped weights are the ones their record names
-        from svhn_jax import pretrained
+    if source.startswith("pretrained:"):  # the shipped weights are the ones their record names
         recorded = json.loads((pretrained.folder(role) / "info.json").read_text())["params_sha256"]
         if recorded != sha:
             raise ExportError(f"{source}: its parameters' digest {sha} is not its info.json's {recorded}")
@@ -267,7 +274,8 @@ def export_all(out_dir: str | os.PathLike, reader: str | os.PathLike | None = No
     `with_localiser` False: the reader only) -> their info.json entries."""
     exporter()  # before loading any weights: the missing exporter is the first thing to say
     writable_folder(out_dir)
-    entries = {"reader": export_model("reader", reader, out_dir)}
+    # Both runs loaded (and their kinds checked) before anything is written.
+    sources = {"reader": load_source("reader", reader)}
     if with_localiser:
-        entries["localiser"] = export_model("localiser", localiser, out_dir)
-    return entries
+        sources["localiser"] = load_source("localiser", localiser)
+    return {role: _export_loaded(loaded, out_dir) for role, loaded in sources.items()}
