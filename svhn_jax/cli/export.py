@@ -54,7 +54,8 @@ def main(argv: list[str]) -> None:
     for role, entry in entries.items():
         print(f"{role}: {Path(FLAGS.out) / entry['file']} ({entry['bytes'] / 1e6:.2f} MB, "
               f"{entry['export_seconds']:.1f} s) from {entry['source']}")
-    print(f"read photos with them: python -m svhn_jax.predict --backend=onnx --onnx_dir={FLAGS.out} PHOTOS")
+    without = "" if with_localiser else " --localiser=none"
+    print(f"read photos with them: python -m svhn_jax.predict --backend=onnx --onnx_dir={FLAGS.out}{without} PHOTOS")
 
 
 def run_as_program() -> None:

@@ -100,8 +100,9 @@ def load(folder: str | os.PathLike | None = None, role: str = "reader", threads:
         info = json.loads(info_path.read_text()).get(role, {}) if info_path.exists() else {}
         path = folder / info.get("file", f"{role}.onnx")
         if not path.is_file():
-            raise OnnxModelError(f"{folder} holds no exported {role} ({path.name}); write it with "
-                                 f"python -m svhn_jax.export --format=onnx --out={folder}")
+            hint = "; predict --localiser=none reads without one" if role == "localiser" else ""
+            raise OnnxModelError(f"{folder} holds no exported {role} ({path.name}): python -m svhn_jax.export "
+                                 f"--format=onnx --out={folder} writes it{hint}")
         session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     except OnnxModelError:
         raise
