@@ -13,12 +13,19 @@ Without ``--workdir`` a tiny run of configs/test.py is trained first in a tempor
 accuracy is irrelevant here: only the shapes matter for the timings).
 
 ``--whole_photo`` measures instead what a user of the shipped weights sees (no ``--workdir``, no
-box: the localiser finds the number, the reader reads it with 27 views): ``seconds_per_photo`` per
-photo size (JPEG decode + localisation + reading, median of ``--repeats`` after one warm-up), and
-``cold_start_s`` / ``warm_start_s``, a whole ``python -m svhn_jax.predict photo.jpg`` call with an
-empty and then a filled compilation cache.
+box: the localiser finds the number, the reader reads it with 27 views), for each ``--backends``
+side by side (``jax``: jitted; ``onnx``: the shipped graphs on onnxruntime, `svhn_jax.infer.onnx`,
+no JAX imported), each in fresh processes so their memory is their own:
 
-  python scripts/benchmark_predict.py --whole_photo --out=/tmp/whole_photo.json
+- ``sizes``: ``seconds_per_photo`` per photo size (JPEG decode + localisation + reading, median of
+  ``--repeats`` after one warm-up call, which compiles for JAX), in one process per backend that
+  also reports ``load_s`` (imports + weights) and ``peak_rss_mb`` (its VmHWM after all sizes);
+- ``cold_start_s`` / ``warm_start_s``: a whole ``python -m svhn_jax.predict [--backend=onnx]
+  photo.jpg`` call on the largest photo, first with an empty compilation cache (JAX; onnxruntime
+  has none, so its two calls differ only by the OS's file cache), then again; ``start_peak_rss_mb``:
+  the peak memory (VmHWM) of the warm call's process.
+
+  python scripts/benchmark_predict.py --whole_photo [--backends=jax,onnx] --out=/tmp/whole_photo.json
 """
 from __future__ import annotations
 
@@ -42,6 +49,7 @@ flags.DEFINE_string("image", "", "The image to read ('' -> a generated 96x64 PNG
 flags.DEFINE_integer("repeats", 3, "(cold, warm) call pairs and in-process calls to take the median of.")
 flags.DEFINE_string("out", "", "Also write the JSON here.")
 flags.DEFINE_bool("whole_photo", False, "Benchmark the shipped localiser + reader on whole photos instead.")
+flags.DEFINE_list("backends", ["jax", "onnx"], "With --whole_photo: the backends to measure side by side.")
 PHOTO_SIZES = ((640, 480), (1600, 1200), (4000, 3000))
 
 
@@ -87,32 +95,87 @@ def make_photo(path: Path, size: tuple[int, int]) -> Path:
     return path
 
 
-def whole_photo(tmp: Path) -> dict:
-    from svhn_jax.cli.predict import Reader
-    from svhn_jax.infer import whole_photo as wp
+# One backend's whole-photo reads in a fresh process: argv = backend repeats photo...; prints JSON.
+_READ_WORKER = r"""
+import json, statistics, sys, time
+start = time.perf_counter()
+backend, repeats, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+from svhn_jax.infer import whole_photo as wp
+if backend == "onnx":
+    from svhn_jax.infer import onnx
+    reader, localiser = onnx.load_reader(), onnx.load_localiser()
+else:
     from svhn_jax.infer.localiser import Localiser
+    from svhn_jax.infer.reader import Reader
     reader, localiser = Reader.load(None), Localiser.load(None)
-    per_size = {}
-    for size in PHOTO_SIZES:
-        path = make_photo(tmp / f"photo_{size[0]}x{size[1]}.jpg", size)
-        times = []
-        for _ in range(FLAGS.repeats + 1):  # the first call compiles (when the box size is new)
-            start = time.perf_counter()
-            answer, _, _ = wp.read_file(reader, localiser, str(path))  # exactly what predict does per photo
-            times.append(time.perf_counter() - start)
-        per_size[f"{size[0]}x{size[1]}"] = {"seconds_per_photo": round(statistics.median(times[1:]), 3),
-                                            "reading": answer["reading"], "box": answer["box"]}
-    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
-    calls = []
-    for _ in range(2):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "svhn_jax.predict", f"--cache_dir={tmp / 'cache'}",
-                        str(tmp / "photo_4000x3000.jpg")], cwd=REPO, env=env, check=True, capture_output=True)
-        calls.append(time.perf_counter() - start)
+load_s = time.perf_counter() - start
+sizes = {}
+for path in paths:
+    times = []
+    for _ in range(repeats + 1):  # the first call compiles for JAX (when the box size is new)
+        t = time.perf_counter()
+        answer, _, _ = wp.read_file(reader, localiser, path)  # exactly what predict does per photo
+        times.append(time.perf_counter() - t)
+    sizes[path.rsplit("_", 1)[-1].removesuffix(".jpg")] = {
+        "seconds_per_photo": round(statistics.median(times[1:]), 3), "first_s": round(times[0], 3),
+        "reading": answer["reading"], "box": answer["box"]}
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec from the forking parent.
+peak_kb = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+device = None
+if "jax" in sys.modules:
     import jax
-    return {"benchmark": "predict_whole_photo", "sizes": per_size, "cold_start_s": round(calls[0], 3),
-            "warm_start_s": round(calls[1], 3), "repeats": FLAGS.repeats, "device": jax.devices()[0].device_kind,
-            "cpu_count": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 2)}
+    device = jax.devices()[0].device_kind
+print(json.dumps({"sizes": sizes, "load_s": round(load_s, 3), "peak_rss_mb": round(peak_kb / 1024, 1),
+                  "jax_imported": "jax" in sys.modules, "device": device}))
+"""
+
+# A whole `python -m svhn_jax.predict ...` call (argv: the peak-memory file, then predict's arguments),
+# as `python -m` runs it, recording its process's VmHWM when it exits.
+_PREDICT_CALL = r"""
+import atexit, runpy, sys
+peak_file, sys.argv = sys.argv[1], ["svhn_jax.predict", *sys.argv[2:]]
+def peak():
+    kb = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+    open(peak_file, "w").write(str(kb))
+atexit.register(peak)
+runpy.run_module("svhn_jax.predict", run_name="__main__", alter_sys=True)
+"""
+
+
+def _env() -> dict:
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _predict_call(backend: str, photo: Path, cache: Path, peak_file: Path) -> tuple[float, float]:
+    """(seconds, peak RSS MB) of one whole predict call."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", _PREDICT_CALL, str(peak_file), f"--backend={backend}",
+                             f"--cache_dir={cache}", str(photo)], cwd=REPO, env=_env(), capture_output=True,
+                            text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"predict --backend={backend} failed: {result.stderr.strip()[-2000:]}")
+    return elapsed, int(peak_file.read_text()) / 1024
+
+
+def whole_photo(tmp: Path) -> dict:
+    paths = [make_photo(tmp / f"photo_{w}x{h}.jpg", (w, h)) for w, h in PHOTO_SIZES]
+    backends = {}
+    for backend in FLAGS.backends:  # each in its own processes: its memory is its own
+        worker = subprocess.run([sys.executable, "-c", _READ_WORKER, backend, str(FLAGS.repeats), *map(str, paths)],
+                                cwd=REPO, env=_env(), capture_output=True, text=True)
+        if worker.returncode != 0:
+            raise SystemExit(f"--backend={backend} failed: {worker.stderr.strip()[-2000:]}")
+        result = json.loads(worker.stdout.splitlines()[-1])
+        (cold, _), (warm, warm_peak) = (_predict_call(backend, paths[-1], tmp / f"cache_{backend}",
+                                                      tmp / f"peak_{backend}_{i}") for i in range(2))
+        backends[backend] = {**result, "cold_start_s": round(cold, 3), "warm_start_s": round(warm, 3),
+                             "start_peak_rss_mb": round(warm_peak, 1)}
+    return {"benchmark": "predict_whole_photo", "backends": backends, "start_photo": paths[-1].name,
+            "repeats": FLAGS.repeats, "cpu_count": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 2),
+            "date": time.strftime("%Y-%m-%d")}
 
 
 def main(argv: list[str]) -> None:

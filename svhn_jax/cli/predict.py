@@ -2,6 +2,7 @@
 
   python -m svhn_jax.predict photo.jpg more_photos/ [--json] [--min_confidence=0.9] [--annotate=DIR]
                              [--box=x,y,w,h | --boxes=labels.csv] [--workdir=W] [--localiser=L|none]
+                             [--backend=jax|onnx] [--onnx_dir=DIR]
 
 Without ``--workdir`` the reader that ships with the package (`svhn_jax.pretrained`, `infer.weights`) reads; without
 ``--localiser`` the shipped localiser finds the number (`svhn_jax.infer.whole_photo`: anywhere in the
@@ -35,6 +36,11 @@ loaded (no checkpoint, a checkpoint of another model or shape) is one line namin
 Compiled programs are kept in the persistent JAX compilation cache of `svhn_jax.core.compilation_cache`
 (``--cache_dir``, else ``$SVHN_JAX_COMPILATION_CACHE``, else the user cache folder), so only the
 first call on a machine compiles.
+
+``--backend=onnx`` reads with the models exported to ONNX on onnxruntime instead (`svhn_jax.infer.onnx`;
+the ``[onnx]`` extra): the same readings, no JAX imported, nothing compiled. ``--onnx_dir`` is a folder
+that ``python -m svhn_jax.export`` wrote (default: the shipped weights' graphs, `svhn_jax/pretrained/onnx`);
+a run of one's own (``--workdir``, ``--localiser=<run>``) is exported first, then named by ``--onnx_dir``.
 """
 from __future__ import annotations
 
@@ -48,7 +54,7 @@ from typing import Any, Sequence, TextIO
 import numpy as np
 from absl import app, flags, logging
 
-from svhn_jax.core import compilation_cache, fileio
+from svhn_jax.core import fileio
 from svhn_jax.core.cli import cli, quiet_libraries
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.infer import whole_photo
@@ -169,6 +175,7 @@ def annotate(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.
 # ----------------------------------------------------------------------------- CLI
 
 FLAGS = flags.FLAGS
+BACKENDS = ["jax", "onnx"]
 
 
 def define_flags() -> None:
@@ -189,6 +196,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images with more pixels than this.")
     flags.DEFINE_string("cache_dir", "", "Persistent JAX compilation cache folder ('' -> "
                         "$SVHN_JAX_COMPILATION_CACHE or the user cache folder, 'none' -> off).")
+    flags.DEFINE_enum("backend", "jax", BACKENDS, "Run the models with JAX, or their ONNX export on onnxruntime "
+                      "(no JAX imported; the [onnx] extra).")
+    flags.DEFINE_string("onnx_dir", "", "With --backend=onnx: a folder `python -m svhn_jax.export` wrote "
+                        "('' -> the shipped weights' graphs).")
 
 
 def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json: bool = False,
@@ -237,6 +248,31 @@ def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json:
     return status
 
 
+def onnx_flag_problem(workdir: str | None, localiser: str, onnx_dir: str) -> str | None:
+    """Why --backend=onnx cannot take these flags (a run of one's own is exported first), or None."""
+    runs = ([f"--workdir={workdir}"] if workdir else []) + ([f"--localiser={localiser}"]
+                                                            if localiser not in ("", "none") else [])
+    if not runs:
+        return None
+    out = onnx_dir or "DIR"
+    return (f"--backend=onnx reads exported graphs, not a run's checkpoints: export {' and '.join(runs)} first "
+            f"(python -m svhn_jax.export --format=onnx {' '.join(runs)} --out={out}), then pass --onnx_dir={out}")
+
+
+def load_models(backend: str, workdir: str | None, localiser: str, onnx_dir: str = "",
+                cache_dir: str = "") -> tuple[Reader, Any]:
+    """(reader, localiser or None for --localiser=none) of the backend; JAX is imported only for "jax"."""
+    if backend == "onnx":
+        from svhn_jax.infer import onnx
+        folder = onnx_dir or None
+        return onnx.load_reader(folder), None if localiser == "none" else onnx.load_localiser(folder)
+    from svhn_jax.core import compilation_cache
+    from svhn_jax.infer.localiser import Localiser
+    if cache_dir != "none":
+        compilation_cache.enable(cache_dir or None)
+    return Reader.load(workdir), None if localiser == "none" else Localiser.load(localiser or None)
+
+
 @cli
 def main(argv: list[str]) -> int:
     paths = argv[1:]
@@ -263,13 +299,18 @@ def main(argv: list[str]) -> int:
         return 2
     if not FLAGS["verbosity"].present:  # keep the answers clean of the libraries' progress lines
         logging.set_verbosity(logging.ERROR)
-    if FLAGS.cache_dir != "none":
-        compilation_cache.enable(FLAGS.cache_dir or None)
+    if FLAGS.backend == "onnx":
+        problem = onnx_flag_problem(FLAGS.workdir, FLAGS.localiser, FLAGS.onnx_dir)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+    elif FLAGS.onnx_dir:
+        print("error: --onnx_dir is for --backend=onnx", file=sys.stderr)
+        return 2
     quiet_libraries()  # orbax's noise when a checkpoint does not restore: the line below says it
     try:
-        from svhn_jax.infer.localiser import Localiser
-        reader = Reader.load(FLAGS.workdir)
-        localiser = None if FLAGS.localiser == "none" else Localiser.load(FLAGS.localiser or None)
+        reader, localiser = load_models(FLAGS.backend, FLAGS.workdir, FLAGS.localiser, FLAGS.onnx_dir,
+                                        FLAGS.cache_dir)
     except Exception as e:  # one line, never a traceback
         # A checkpoint of another model or shape: orbax's abandoned reads are collected later, each
         # printed as an "Exception ignored" traceback (hundreds of lines); this line already says it.
