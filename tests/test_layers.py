@@ -23,7 +23,7 @@ ALLOWED = {
     "trainer": ("core", "data", "models", "tasks", "infer.weights"),
     "cli": ("core", "data", "models", "tasks", "infer", "pretrained", "trainer"),
 }
-COMMANDS = ("main", "predict", "score_photos", "prepare", "synth", "report")
+COMMANDS = ("main", "predict", "score_photos", "prepare", "synth", "report", "demo")
 
 
 def _imports(path) -> set[str]:
