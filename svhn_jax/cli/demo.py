@@ -206,11 +206,12 @@ def define_flags() -> None:
 
 
 def _listen(port: int) -> socket.socket:
-    """A socket bound to HOST:`port`, before the models load, so a busy port fails at once."""
+    """A socket listening on HOST:`port`, opened before the models load, so a busy port fails at once."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, port))
+        sock.listen(64)  # browsers that come early wait for the page rather than being refused
     except OSError as e:
         sock.close()
         raise UserError(f"cannot serve on {HOST}:{port} ({(e.strerror or str(e)).lower()}); "
