@@ -201,6 +201,13 @@ def test_the_page_in_a_real_browser_reads_what_predict_reads(tmp_path, monkeypat
             pick = driver.find_element(By.CSS_SELECTOR, f'#samples button[data-sample="{SAMPLE.name}"]')
             assert _answer(driver, pick.click) == "done"
             assert driver.find_element(By.ID, "reading").text == expected
+
+            drop = ("fetch('samples/svhn_train_4.png').then(r => r.blob()).then(blob => {"
+                    " const data = new DataTransfer(); data.items.add(new File([blob], 'dropped.png'));"
+                    " document.getElementById('drop').dispatchEvent("
+                    "  new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true})); })")
+            assert _answer(driver, lambda: driver.execute_script(drop)) == "done"
+            assert driver.find_element(By.ID, "file-name").text == "dropped.png"
         finally:
             driver.quit()
     finally:
