@@ -113,7 +113,7 @@ def sample_photos(folder: str | Path | None) -> dict[str, Path]:
 def create_app(pipeline: Pipeline, samples: str | Path | None = REPO_SAMPLES, max_upload: int = MAX_UPLOAD_MB * MB):
     """The Starlette app: the page (``GET /``), ``GET /api/info`` (sample names, upload limit),
     ``GET /samples/NAME`` and ``POST /api/read`` (a multipart form with the photo in ``photo``) ->
-    `Pipeline.read`'s answer, or ``{"error": one line}`` with status 400, 404, 413, 422 or 500."""
+    `Pipeline.read`'s answer, or ``{"error": one line}`` with status 400, 404, 405, 413, 422 or 500."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import UploadFile
