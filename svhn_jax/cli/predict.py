@@ -146,27 +146,13 @@ def annotation_path(folder: Path, file: str, inputs: set[str], written: set[str]
 
 def annotate(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.0, max_side: int = 1600) -> None:
     """Writes `image` (the photo decoded at 1/`scale`; drawn at most `max_side` pixels) as a PNG with the
-    answer's box and reading drawn on it (marked as ours: `ANNOTATION_MARK`)."""
-    from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+    answer's box and reading drawn on it (`infer.drawing.draw_answer`, as the photo page shows it), marked
+    as ours (`ANNOTATION_MARK`)."""
+    from PIL import PngImagePlugin
 
     from svhn_jax.core.fileio import atomic_write
-    picture = Image.fromarray(image)
-    shrink = min(1.0, max_side / max(picture.size))
-    if shrink < 1.0:
-        picture = picture.resize((max(1, round(picture.width * shrink)), max(1, round(picture.height * shrink))),
-                                 Image.Resampling.BILINEAR, reducing_gap=3.0)
-    draw = ImageDraw.Draw(picture)
-    width = max(2, round(max(picture.size) / 250))
-    label = a["number"] if a["number"] is not None else f"no number ({a['reading'] or '-'})"
-    font = ImageFont.load_default(size=max(12, round(max(picture.size) / 25)))
-    x, y = 2, 2
-    if a.get("box"):
-        bx, by, bw, bh = (v * shrink / scale for v in a["box"])
-        draw.rectangle((bx, by, bx + bw, by + bh), outline=(255, 0, 0), width=width)
-        x, y = bx, max(0, by - font.size - 2 * width)
-    text = f"{label} {a['confidence']:.2f}"
-    draw.rectangle(draw.textbbox((x, y), text, font=font), fill=(0, 0, 0))
-    draw.text((x, y), text, fill=(255, 255, 0), font=font)
+    from svhn_jax.infer.drawing import draw_answer
+    picture = draw_answer(image, a, scale, max_side)
     mark = PngImagePlugin.PngInfo()
     mark.add_text(*ANNOTATION_MARK)
     atomic_write(path, lambda p: picture.save(p, format="PNG", pnginfo=mark))

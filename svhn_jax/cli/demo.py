@@ -1,0 +1,276 @@
+"""The photo page: choose, drop or pick a photo in a browser and see the house number read in it.
+
+  pip install -e '.[demo]'
+  python -m svhn_jax.demo [--port=7860] [--workdir=W] [--localiser=L|none] [--samples=DIR] [--max_upload_mb=20]
+
+Serves one page on http://127.0.0.1:PORT (this machine only; ``--port=0`` takes any free port and
+prints it). The page (`demo.html`, no resources from the network) uploads the photo to
+``POST /api/read`` and shows the answer `predict --json` gives for it (the same models, the same
+whole-photo pipeline: the localiser finds the number, the reader reads it with 27 views): the photo
+with the box and reading drawn (`infer.drawing.draw_answer`, as ``predict --annotate``), the
+reading, its confidence, the box, the localiser's confidence in it and its probability that the
+photo holds no number; "no number found" with the reason when there is none. The reader answers
+only its best reading: there are no next readings to show.
+
+The models are loaded (and their programs compiled) once, before the page is served; photos are
+read one at a time (a lock: the models use every core anyway). An upload over ``--max_upload_mb``
+is refused by the page before it is sent, and by the server; a file that is not a photo, or that
+cannot be decoded, answers one line (``notes.txt: not a readable image (unknown format)``) shown
+on the page, never a traceback. ``GET /api/info`` lists the sample photos the page offers
+(``--samples``: the repo's ``samples/`` when it is there), served from ``GET /samples/NAME``.
+
+Starlette, uvicorn and python-multipart (the ``[demo]`` extra) are imported only here and only
+when the page starts: the package itself never needs them; without them the command says so in
+one line.
+"""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import app, flags, logging
+from PIL import Image
+
+from svhn_jax.core import compilation_cache
+from svhn_jax.core.cli import cli, quiet_libraries
+from svhn_jax.core.errors import UserError, one_line
+from svhn_jax.infer import whole_photo
+from svhn_jax.infer.drawing import draw_answer
+from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError
+
+HOST = "127.0.0.1"  # never another interface: the page has no authentication
+MB = 1024 * 1024
+MAX_UPLOAD_MB = 20
+FORM_OVERHEAD = 64 * 1024    # bytes of multipart framing allowed on top of the photo
+PICTURE_SIDES = (480, 1024)  # the drawn picture's longer side: small photos enlarged, big ones shrunk
+PAGE = Path(__file__).with_name("demo.html")
+REPO_SAMPLES = Path(__file__).resolve().parents[2] / "samples"  # present in a checkout, not in a wheel
+_MAX_REASON = 300
+# module -> the distribution that provides it (the [demo] extra)
+DEMO_PACKAGES = {"starlette": "starlette", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
+
+
+def missing_packages() -> list[str]:
+    """The [demo] extra's distributions that are not installed."""
+    return [dist for module, dist in DEMO_PACKAGES.items() if importlib.util.find_spec(module) is None]
+
+
+class Pipeline:
+    """The models, loaded once, and the lock that lets one photo be read at a time."""
+
+    def __init__(self, reader: Any, localiser: Any, max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.reader, self.localiser, self.max_pixels = reader, localiser, max_pixels
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Compiles the reader's and the localiser's programs, so the first photo is answered as fast as the others."""
+        blank = np.full((64, 96, 3), 128, np.uint8)
+        with self._lock:
+            whole_photo.read_photo(self.reader, None, blank, (24, 16, 48, 32))
+            if self.localiser is not None:
+                self.localiser.locate([blank], k=1)
+
+    def read(self, data: bytes, name: str) -> dict[str, Any]:
+        """The answer for a photo's bytes: `predict --json`'s answer (`whole_photo.answer`, "file" = `name`)
+        plus "no_number" (the localiser's probability of none, or None), "picture" (the photo with the
+        answer drawn, a PNG data URL) and "seconds". Raises `ImageError` for a file it cannot decode."""
+        start = time.perf_counter()
+        with self._lock, tempfile.TemporaryDirectory(prefix="svhn_jax_demo_") as folder:
+            path = Path(folder) / "photo"  # decoded by content, as predict decodes a file
+            path.write_bytes(data)
+            result, image, scale = whole_photo.read_file(self.reader, self.localiser, str(path),
+                                                         max_pixels=self.max_pixels)
+        a = whole_photo.answer(name, result, 0.0)
+        enlarge = PICTURE_SIDES[0] / max(image.shape[:2])
+        if enlarge > 1.0:  # a small photo drawn larger, so the box and the label stay legible
+            size = (round(image.shape[1] * enlarge), round(image.shape[0] * enlarge))
+            image, scale = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC)), scale / enlarge
+        picture = draw_answer(image, a, scale, max_side=PICTURE_SIDES[1])
+        png = io.BytesIO()
+        picture.save(png, format="PNG")
+        return {**a, "no_number": result.get("no_number"),
+                "picture": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii"),
+                "seconds": round(time.perf_counter() - start, 3)}
+
+
+def sample_photos(folder: str | Path | None) -> dict[str, Path]:
+    """name -> path of the photos in `folder` (none when it is None or not a folder)."""
+    if not folder or not Path(folder).is_dir():
+        return {}
+    return {p.name: p for p in sorted(Path(folder).iterdir())
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")}
+
+
+def create_app(pipeline: Pipeline, samples: str | Path | None = REPO_SAMPLES, max_upload: int = MAX_UPLOAD_MB * MB):
+    """The Starlette app: the page (``GET /``), ``GET /api/info`` (sample names, upload limit),
+    ``GET /samples/NAME`` and ``POST /api/read`` (a multipart form with the photo in ``photo``) ->
+    `Pipeline.read`'s answer, or ``{"error": one line}`` with status 400, 404, 405, 413, 422 or 500."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, HTMLResponse, JSONResponse
+    from starlette.routing import Route
+
+    page_html = PAGE.read_text()
+    photos = sample_photos(samples)
+    too_large = f"larger than {max_upload / MB:g} MB, the limit of this page"
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": one_line(message)}, status_code=status)
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(page_html)
+
+    async def info(request: Request) -> JSONResponse:
+        return JSONResponse({"samples": list(photos), "max_upload_bytes": max_upload})
+
+    async def sample(request: Request):
+        path = photos.get(request.path_params["name"])
+        return FileResponse(path) if path is not None else error(404, "no such sample photo")
+
+    class TooLarge(Exception):
+        pass
+
+    async def read(request: Request) -> JSONResponse:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_upload + FORM_OVERHEAD:
+            return error(413, f"the photo is {too_large}")
+        received = 0
+
+        async def receive():  # the body as it arrives, stopped past the limit (a chunked one has no length)
+            nonlocal received
+            message = await request.receive()
+            received += len(message.get("body", b""))
+            if received > max_upload + FORM_OVERHEAD:
+                raise TooLarge
+            return message
+
+        try:
+            async with Request(request.scope, receive).form(max_files=1, max_fields=1) as form:
+                upload = form.get("photo")
+                if not isinstance(upload, UploadFile):
+                    return error(400, "no photo in the request (a form with the file in the field 'photo')")
+                name = Path((upload.filename or "photo").replace("\\", "/")).name or "photo"
+                data = await upload.read(max_upload + 1)
+        except TooLarge:
+            return error(413, f"the photo is {too_large}")
+        except HTTPException as e:  # Starlette's for a broken form, or more than one file
+            return error(e.status_code, f"not a photo upload ({e.detail})")
+        if len(data) > max_upload:
+            return error(413, f"{name}: {too_large}")
+        try:
+            return JSONResponse(await run_in_threadpool(pipeline.read, data, name))
+        except ImageError as e:
+            return error(422, f"{name}: {e}")
+        except Exception as e:  # a decoder's or a model's surprise: one line, and the page stays up
+            reason = one_line(e)[:_MAX_REASON]
+            logging.error("%s: cannot read (%s: %s)", name, type(e).__name__, reason)
+            return error(500, f"{name}: cannot read ({type(e).__name__}: {reason})")
+
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        return error(e.status_code, str(e.detail))
+
+    return Starlette(routes=[Route("/", page), Route("/api/info", info), Route("/samples/{name}", sample),
+                             Route("/api/read", read, methods=["POST"])],
+                     exception_handlers={HTTPException: http_error})
+
+
+# ----------------------------------------------------------------------------- CLI
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The CLI's flags, defined only when run as a program (importing this module defines none)."""
+    flags.DEFINE_integer("port", 7860, "The port on 127.0.0.1 to serve the page on (0: any free port).")
+    flags.DEFINE_string("workdir", None, "A trained reader run's working directory; default: the shipped reader.")
+    flags.DEFINE_string("localiser", "", "Where to look: '' -> the shipped localiser, a localiser run's "
+                        "workdir, or 'none' (the whole photo is the crop).")
+    flags.DEFINE_string("samples", str(REPO_SAMPLES), "A folder of photos the page offers to pick from "
+                        "('' -> none).")
+    flags.DEFINE_integer("max_upload_mb", MAX_UPLOAD_MB, "Refuse photos larger than this (MB).")
+    flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images with more pixels than this.")
+    flags.DEFINE_string("cache_dir", "", "Persistent JAX compilation cache folder ('' -> "
+                        "$SVHN_JAX_COMPILATION_CACHE or the user cache folder, 'none' -> off).")
+
+
+def _listen(port: int) -> socket.socket:
+    """A socket listening on HOST:`port`, opened before the models load, so a busy port fails at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+        sock.listen(64)  # browsers that come early wait for the page rather than being refused
+    except OSError as e:
+        sock.close()
+        raise UserError(f"cannot serve on {HOST}:{port} ({(e.strerror or str(e)).lower()}); "
+                        "--port=N picks another port, --port=0 any free one") from None
+    return sock
+
+
+@cli
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        print(f"usage: python -m svhn_jax.demo [--port=7860] (no arguments; got {' '.join(argv[1:])!r})",
+              file=sys.stderr)
+        return 2
+    missing = missing_packages()
+    if missing:
+        print(f"error: the photo page needs {', '.join(missing)}: pip install -e '.[demo]'", file=sys.stderr)
+        return 2
+    if not 0 <= FLAGS.port <= 65535 or FLAGS.max_upload_mb <= 0:
+        print("error: --port must lie in 0-65535 and --max_upload_mb be positive", file=sys.stderr)
+        return 2
+    sock = _listen(FLAGS.port)
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.ERROR)
+    if FLAGS.cache_dir != "none":
+        compilation_cache.enable(FLAGS.cache_dir or None)
+    quiet_libraries()
+    try:
+        from svhn_jax.infer.localiser import Localiser
+        from svhn_jax.infer.reader import Reader
+        reader = Reader.load(FLAGS.workdir)
+        localiser = None if FLAGS.localiser == "none" else Localiser.load(FLAGS.localiser or None)
+    except Exception as e:  # one line, never a traceback (as predict)
+        sys.unraisablehook = lambda unraisable: None
+        if isinstance(e, UserError):
+            print(one_line(e), file=sys.stderr)
+            return 2
+        print(f"{FLAGS.workdir or 'the shipped reader'}: cannot load a trained run ({type(e).__name__}: "
+              f"{one_line(e)[:_MAX_REASON]})", file=sys.stderr)
+        return 2
+    pipeline = Pipeline(reader, localiser, FLAGS.max_pixels)
+    pipeline.warm_up()
+
+    import uvicorn
+    server = uvicorn.Server(uvicorn.Config(create_app(pipeline, FLAGS.samples or None, FLAGS.max_upload_mb * MB),
+                                           log_level="warning", access_log=False, lifespan="off"))
+    print(f"svhn_jax photo page: http://{HOST}:{sock.getsockname()[1]}/ (Ctrl-C stops it)", flush=True)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shut down cleanly, then passed the signal on
+        pass
+    print("svhn_jax photo page: stopped", file=sys.stderr)
+    return 0
+
+
+def run_as_program() -> None:
+    """Runs the command (`python -m svhn_jax.demo`)."""
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_as_program()

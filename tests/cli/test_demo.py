@@ -1,0 +1,218 @@
+"""The photo page (`python -m svhn_jax.demo`): its JSON endpoint in process (Starlette's TestClient),
+and the whole page served by a real server process and driven in a real headless Chromium.
+
+The browser test needs Debian's ``chromium`` and ``chromium-driver`` and selenium (``.ci/run``
+installs them); it skips, saying what is missing, elsewhere. With ``SVHN_JAX_DEMO_SCREENSHOT=PATH``
+it also writes its screenshot of the answered sample there (how ``docs/figures/demo.png`` is made).
+"""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_module, start_module
+
+SAMPLE = REPO / "samples" / "svhn_train_2.png"  # the number is 23
+NOT_AN_IMAGE_LINE = "notes.txt: not a readable image (unknown format)"
+HAS_STARLETTE = all(importlib.util.find_spec(m) for m in ("starlette", "python_multipart", "httpx2"))
+
+
+# ----------------------------------------------------------------------------- the JSON endpoint
+
+@pytest.fixture(scope="module")
+def client():
+    if not HAS_STARLETTE:
+        pytest.skip("needs starlette and python-multipart (pip install -e '.[demo]') and httpx2 ('.[test]')")
+    from starlette.testclient import TestClient
+
+    from svhn_jax.cli import demo
+    from svhn_jax.infer.localiser import Localiser
+    from svhn_jax.infer.reader import Reader
+    pipeline = demo.Pipeline(Reader.load(), Localiser.load())
+    with TestClient(demo.create_app(pipeline, REPO / "samples", max_upload=1024 * 1024)) as c:
+        c.pipeline = pipeline
+        yield c
+
+
+def test_page_lists_the_samples_and_serves_only_them(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="file"' in page.text and "http" not in page.text.split("<script>")[0]
+    info = client.get("/api/info").json()
+    assert "svhn_train_2.png" in info["samples"] and "labels.csv" not in info["samples"]
+    assert info["max_upload_bytes"] == 1024 * 1024
+    assert client.get("/samples/svhn_train_2.png").content == SAMPLE.read_bytes()
+    for name in ("labels.csv", "..%2Fpyproject.toml"):
+        missing = client.get(f"/samples/{name}")
+        assert missing.status_code == 404 and "error" in missing.json()
+
+
+def test_read_answers_what_predict_answers_with_the_photo_drawn(client):
+    from PIL import Image
+
+    from svhn_jax.infer import whole_photo
+    answer = client.post("/api/read", files={"photo": ("svhn_train_2.png", SAMPLE.read_bytes(), "image/png")})
+    assert answer.status_code == 200, answer.text
+    a = answer.json()
+    result, _, _ = whole_photo.read_file(client.pipeline.reader, client.pipeline.localiser, str(SAMPLE))
+    expected = whole_photo.answer("svhn_train_2.png", result, 0.0)  # what predict --json prints
+    assert {k: a[k] for k in expected} == expected and a["number"] == "23"
+    assert 0.0 <= a["no_number"] < 0.5 and 0.0 < a["box_confidence"] <= 1.0 and a["seconds"] > 0
+    header, data = a["picture"].split(",", 1)
+    assert header == "data:image/png;base64"
+    picture = Image.open(io.BytesIO(base64.b64decode(data)))
+    photo = Image.open(SAMPLE)
+    assert picture.format == "PNG" and max(picture.size) == 480  # a small photo is drawn larger
+    assert picture.width / picture.height == pytest.approx(photo.width / photo.height, rel=0.02)
+
+
+def test_a_photo_without_a_number_answers_null_with_a_reason(client):
+    from PIL import Image
+    wall = Image.new("RGB", (320, 240), (182, 160, 140))
+    wall.paste((120, 90, 70), (0, 190, 320, 240))
+    png = io.BytesIO()
+    wall.save(png, format="PNG")
+    a = client.post("/api/read", files={"photo": ("wall.png", png.getvalue(), "image/png")}).json()
+    assert a["number"] is None and "no house number" in a["reason"] and a["box"] is None
+
+
+@pytest.mark.parametrize("files, status, message", [
+    ({"photo": ("notes.txt", b"not a photo\n", "text/plain")}, 422, NOT_AN_IMAGE_LINE),
+    ({"photo": ("empty.png", b"", "image/png")}, 422, "empty.png: empty file"),
+    ({"photo": ("big.png", b"\0" * (1024 * 1024 + 1), "image/png")}, 413, "big.png: larger than 1 MB, the limit of "
+                                                                            "this page"),
+    ({"photo": ("huge.png", b"\0" * 1_200_000, "image/png")}, 413, "the photo is larger than 1 MB, the limit of "
+                                                                    "this page"),
+    ({"other": ("a.png", b"x", "image/png")}, 400, "no photo in the request (a form with the file in the field "
+                                                   "'photo')"),
+    ([("photo", ("a.png", b"x", "image/png")), ("photo", ("b.png", b"y", "image/png"))], 400,
+     "not a photo upload (Too many files. Maximum number of files is 1.)"),
+])
+def test_what_cannot_be_read_answers_one_line(client, files, status, message):
+    answer = client.post("/api/read", files=files)
+    assert (answer.status_code, answer.json()) == (status, {"error": message})
+
+
+def test_other_methods_and_paths_answer_one_line(client):
+    assert client.get("/api/read").json() == {"error": "Method Not Allowed"}
+    assert client.get("/nothing").json() == {"error": "Not Found"}
+
+
+# ----------------------------------------------------------------------------- the page in a browser
+
+def _browser_missing() -> list[str]:
+    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
+    missing += [name for name in ("selenium", "starlette", "uvicorn", "python_multipart")
+                if importlib.util.find_spec(name) is None]
+    return missing
+
+
+def _chromium(profile: Path, log: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", f"--user-data-dir={profile}", "--window-size=1100,760",
+                 "--force-device-scale-factor=1"):
+        options.add_argument(flag)
+    # The driver named: Selenium Manager (which would look on the network) is never run.
+    return webdriver.Chrome(service=Service(executable_path=shutil.which("chromedriver"), log_output=str(log)),
+                            options=options)
+
+
+def _wait_for_url(server, log: Path, timeout: float = 300.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"http://127\.0\.0\.1:\d+/", log.read_text())
+        if found:
+            return found.group(0)
+        assert server.poll() is None, f"the page's server ended: {log.read_text()[-2000:]}"
+        time.sleep(0.2)
+    raise AssertionError(f"the page's server printed no address in {timeout:.0f} s: {log.read_text()[-2000:]}")
+
+
+def _answer(driver, act, timeout: float = 180.0) -> str:
+    """Does `act` on the page and waits for the page's answer: its state, "done" or "error"."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver.execute_script("document.body.dataset.state = 'idle'")
+    act()
+    state = "const s = document.body.dataset.state; return s === 'done' || s === 'error' ? s : null"
+    return WebDriverWait(driver, timeout).until(lambda d: d.execute_script(state))
+
+
+def _save_small_png(png: bytes, path: Path) -> None:
+    """The screenshot as a 256-colour PNG (a few tens of KB: small enough to commit)."""
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(io.BytesIO(png)).convert("RGB").quantize(256).save(path, optimize=True)
+
+
+@pytest.mark.slow
+def test_the_page_in_a_real_browser_reads_what_predict_reads(tmp_path, monkeypatch):
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (apt-get install chromium chromium-driver; "
+                    "pip install -e '.[test,demo]')")
+    from selenium.webdriver.common.by import By
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # selenium talks to chromedriver directly
+    predicted = run_module("svhn_jax.predict", "--json", str(SAMPLE))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    expected = json.loads(predicted.stdout.splitlines()[-1])["number"]
+    assert expected is not None
+
+    log = tmp_path / "server.log"
+    server = start_module("svhn_jax.demo", "--port=0", output=log)
+    try:
+        url = _wait_for_url(server, log)
+        driver = _chromium(tmp_path / "profile", tmp_path / "chromedriver.log")
+        try:
+            driver.get(url)
+            assert "svhn_jax" in driver.title
+            photo_input = driver.find_element(By.ID, "file")
+
+            assert _answer(driver, lambda: photo_input.send_keys(str(SAMPLE))) == "done", \
+                driver.find_element(By.ID, "error").text
+            assert driver.find_element(By.ID, "reading").text == expected
+            assert driver.find_element(By.ID, "file-name").text == SAMPLE.name
+            assert re.fullmatch(r"0\.\d{3}", driver.find_element(By.ID, "confidence").text)
+            assert driver.execute_script("return document.getElementById('picture').naturalWidth") >= 480
+            assert not driver.find_element(By.ID, "error").is_displayed()
+            screenshot = driver.get_screenshot_as_png()
+            (tmp_path / "demo.png").write_bytes(screenshot)
+            if os.environ.get("SVHN_JAX_DEMO_SCREENSHOT"):
+                _save_small_png(screenshot, Path(os.environ["SVHN_JAX_DEMO_SCREENSHOT"]))
+
+            notes = tmp_path / "notes.txt"
+            notes.write_text("not a photo\n")
+            assert _answer(driver, lambda: photo_input.send_keys(str(notes))) == "error"
+            assert driver.find_element(By.ID, "error").text == NOT_AN_IMAGE_LINE
+            assert not driver.find_element(By.ID, "result").is_displayed()
+            driver.save_screenshot(str(tmp_path / "demo_error.png"))
+
+            pick = driver.find_element(By.CSS_SELECTOR, f'#samples button[data-sample="{SAMPLE.name}"]')
+            assert _answer(driver, pick.click) == "done"
+            assert driver.find_element(By.ID, "reading").text == expected
+
+            drop = ("fetch('samples/svhn_train_4.png').then(r => r.blob()).then(blob => {"
+                    " const data = new DataTransfer(); data.items.add(new File([blob], 'dropped.png'));"
+                    " document.getElementById('drop').dispatchEvent("
+                    "  new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true})); })")
+            assert _answer(driver, lambda: driver.execute_script(drop)) == "done"
+            assert driver.find_element(By.ID, "file-name").text == "dropped.png"
+        finally:
+            driver.quit()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    output = log.read_text()
+    assert server.returncode == 0 and output.rstrip().endswith("svhn_jax photo page: stopped"), output[-2000:]
+    assert "Traceback" not in output
