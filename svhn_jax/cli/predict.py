@@ -46,19 +46,17 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-import numpy as np
 from absl import app, flags, logging
 
 from svhn_jax.core import fileio
 from svhn_jax.core.cli import cli, quiet_libraries
 from svhn_jax.core.errors import UserError, one_line
-from svhn_jax.infer import whole_photo
-from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, find_images, read_labels
+from svhn_jax.infer import drawing, whole_photo
+from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, find_images, match_boxes, read_labels
 from svhn_jax.infer.reader import Reader
 
 _MAX_REASON = 300  # characters of a library's error message shown (orbax's run to kilobytes)
@@ -75,36 +73,6 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def match_boxes(rows: Sequence[dict[str, Any]], labels: str | os.PathLike,
-                photos: Sequence[str]) -> dict[str, tuple[int, int, int, int]]:
-    """`--boxes` rows (`read_labels`) -> {a photo's real path: its box}, each row matched to the photos
-    the way a user writes it: a bare name names every photo of that name, a path is taken from the
-    current folder or from the labels file's folder. Raises ValueError naming the line of a row
-    without a box, one that matches none of `photos` and names no file (a typo), or one naming a
-    photo an earlier row named."""
-    base = Path(labels).parent
-    by_real = {os.path.realpath(p): p for p in photos}
-    out: dict[str, tuple[int, int, int, int]] = {}
-    line_of: dict[str, str] = {}
-    for row in rows:
-        file, where = row["file"], row["where"]
-        if row["box"] is None:
-            raise ValueError(f"{where}: {file!r} has no box x,y,w,h")
-        if os.sep not in file and "/" not in file:
-            hits = [real for real, p in by_real.items() if Path(p).name == file]
-            named = [base / file]
-        else:
-            named = [Path(file), base / file]
-            hits = [real for real in {os.path.realpath(n) for n in named} if real in by_real]
-        if not hits and not any(n.is_file() for n in named):
-            raise ValueError(f"{where}: {file!r} matches none of the photos given and names no file")
-        for real in hits:
-            if real in line_of:
-                raise ValueError(f"{where}: {file!r} names {by_real[real]}, as {line_of[real]} does")
-            out[real], line_of[real] = row["box"], where
-    return out
-
-
 def format_answer(a: dict[str, Any]) -> str:
     where = f", box {','.join(map(str, a['box']))}" if a.get("box") else ""
     if a.get("box_clipped_from"):
@@ -113,49 +81,6 @@ def format_answer(a: dict[str, Any]) -> str:
         return f"{a['file']}: {a['number']} (confidence {a['confidence']:.3f}{where})"
     guess = f"best guess {a['reading']}, " if a["reading"] else ""
     return f"{a['file']}: no number ({a['reason']}; {guess}confidence {a['confidence']:.3f}{where})"
-
-
-ANNOTATION_MARK = ("Software", "svhn_jax.predict --annotate")  # a PNG text chunk in every drawn copy
-
-
-def _ours(path: Path) -> bool:
-    """Whether `path` is a regular file this program drew earlier (a PNG carrying `ANNOTATION_MARK`)."""
-    from PIL import Image
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):  # a link, folder or FIFO is never ours to replace
-            return False
-        with Image.open(path) as im:
-            return im.format == "PNG" and im.info.get(ANNOTATION_MARK[0]) == ANNOTATION_MARK[1]
-    except Exception:  # unreadable or not an image: someone else's
-        return False
-
-
-def annotation_path(folder: Path, file: str, inputs: set[str], written: set[str]) -> Path:
-    """Where the drawn copy of the photo `file` goes in `folder`: ``<photo's name>.annotated.png`` (the
-    whole name: ``house.jpg`` and ``house.png`` never share one), else ``.annotated-2.png``, ``-3``, ...:
-    the first name that is none of the photos read (`inputs`, real paths), was not written in this run
-    (`written`, real paths) and holds no file, or one this program drew (`_ours`)."""
-    name, n = Path(file).name, 1
-    while True:
-        path = folder / (f"{name}.annotated.png" if n == 1 else f"{name}.annotated-{n}.png")
-        real = os.path.realpath(path)
-        if real not in inputs and real not in written and (not os.path.lexists(path) or _ours(path)):
-            return path
-        n += 1
-
-
-def annotate(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.0, max_side: int = 1600) -> None:
-    """Writes `image` (the photo decoded at 1/`scale`; drawn at most `max_side` pixels) as a PNG with the
-    answer's box and reading drawn on it (`infer.drawing.draw_answer`, as the photo page shows it), marked
-    as ours (`ANNOTATION_MARK`)."""
-    from PIL import PngImagePlugin
-
-    from svhn_jax.core.fileio import atomic_write
-    from svhn_jax.infer.drawing import draw_answer
-    picture = draw_answer(image, a, scale, max_side)
-    mark = PngImagePlugin.PngInfo()
-    mark.add_text(*ANNOTATION_MARK)
-    atomic_write(path, lambda p: picture.save(p, format="PNG", pnginfo=mark))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -214,9 +139,9 @@ def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json:
                 result, image, scale = whole_photo.read_file(reader, localiser, file, file_box, tta, max_pixels)
                 a = whole_photo.answer(file, result, min_confidence)
                 if annotate_dir is not None:
-                    drawn = annotation_path(Path(annotate_dir), file, inputs, written)
+                    drawn = drawing.annotation_path(Path(annotate_dir), file, inputs, written)
                     written.add(os.path.realpath(drawn))
-                    annotate(image, a, drawn, scale)
+                    drawing.write_annotated(image, a, drawn, scale)
                     a["annotated"] = str(drawn)
                 print(json.dumps(a) if as_json else format_answer(a), file=out, flush=True)
                 continue

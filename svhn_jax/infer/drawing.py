@@ -1,14 +1,20 @@
 """An answer drawn on its photo: the box in red, the reading and its confidence above it.
 
 `draw_answer` is what ``predict --annotate`` writes and what the photo page (`python -m svhn_jax.demo`)
-shows, so both draw the same picture.
+shows, so both draw the same picture. `annotation_path` picks where a drawing goes without ever
+naming a photo or a file someone else wrote; `write_annotated` writes it, marked as ours.
 """
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+from svhn_jax.core.fileio import atomic_write
 
 
 def draw_answer(image: np.ndarray, a: dict[str, Any], scale: float = 1.0, max_side: int = 1600) -> Image.Image:
@@ -32,3 +38,43 @@ def draw_answer(image: np.ndarray, a: dict[str, Any], scale: float = 1.0, max_si
     draw.rectangle(draw.textbbox((x, y), text, font=font), fill=(0, 0, 0))
     draw.text((x, y), text, fill=(255, 255, 0), font=font)
     return picture
+
+
+ANNOTATION_MARK = ("Software", "svhn_jax.predict --annotate")  # a PNG text chunk in every drawn copy
+
+
+def _ours(path: Path) -> bool:
+    """Whether `path` is a regular file this program drew earlier (a PNG carrying `ANNOTATION_MARK`)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # a link, folder or FIFO is never ours to replace
+            return False
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get(ANNOTATION_MARK[0]) == ANNOTATION_MARK[1]
+    except Exception:  # unreadable or not an image: someone else's
+        return False
+
+
+
+def annotation_path(folder: Path, file: str, inputs: set[str], written: set[str]) -> Path:
+    """Where the drawn copy of the photo `file` goes in `folder`: ``<photo's name>.annotated.png`` (the
+    whole name: ``house.jpg`` and ``house.png`` never share one), else ``.annotated-2.png``, ``-3``, ...:
+    the first name that is none of the photos read (`inputs`, real paths), was not written in this run
+    (`written`, real paths) and holds no file, or one this program drew (`_ours`)."""
+    name, n = Path(file).name, 1
+    while True:
+        path = folder / (f"{name}.annotated.png" if n == 1 else f"{name}.annotated-{n}.png")
+        real = os.path.realpath(path)
+        if real not in inputs and real not in written and (not os.path.lexists(path) or _ours(path)):
+            return path
+        n += 1
+
+
+
+def write_annotated(image: np.ndarray, a: dict[str, Any], path: Path, scale: float = 1.0, max_side: int = 1600) -> None:
+    """Writes `image` (the photo decoded at 1/`scale`; drawn at most `max_side` pixels) as a PNG with the
+    answer's box and reading drawn on it (`infer.drawing.draw_answer`, as the photo page shows it), marked
+    as ours (`ANNOTATION_MARK`)."""
+    picture = draw_answer(image, a, scale, max_side)
+    mark = PngImagePlugin.PngInfo()
+    mark.add_text(*ANNOTATION_MARK)
+    atomic_write(path, lambda p: picture.save(p, format="PNG", pnginfo=mark))

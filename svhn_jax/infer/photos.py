@@ -208,3 +208,33 @@ def read_labels(path: str | Path) -> list[dict[str, Any]]:
         out.append({"file": file, "number": number, "box": None if box is None else _label_box(where, box),
                     "where": where})
     return out
+
+
+def match_boxes(rows: Sequence[dict[str, Any]], labels: str | os.PathLike,
+                photos: Sequence[str]) -> dict[str, tuple[int, int, int, int]]:
+    """`--boxes` rows (`read_labels`) -> {a photo's real path: its box}, each row matched to the photos
+    the way a user writes it: a bare name names every photo of that name, a path is taken from the
+    current folder or from the labels file's folder. Raises ValueError naming the line of a row
+    without a box, one that matches none of `photos` and names no file (a typo), or one naming a
+    photo an earlier row named."""
+    base = Path(labels).parent
+    by_real = {os.path.realpath(p): p for p in photos}
+    out: dict[str, tuple[int, int, int, int]] = {}
+    line_of: dict[str, str] = {}
+    for row in rows:
+        file, where = row["file"], row["where"]
+        if row["box"] is None:
+            raise ValueError(f"{where}: {file!r} has no box x,y,w,h")
+        if os.sep not in file and "/" not in file:
+            hits = [real for real, p in by_real.items() if Path(p).name == file]
+            named = [base / file]
+        else:
+            named = [Path(file), base / file]
+            hits = [real for real in {os.path.realpath(n) for n in named} if real in by_real]
+        if not hits and not any(n.is_file() for n in named):
+            raise ValueError(f"{where}: {file!r} matches none of the photos given and names no file")
+        for real in hits:
+            if real in line_of:
+                raise ValueError(f"{where}: {file!r} names {by_real[real]}, as {line_of[real]} does")
+            out[real], line_of[real] = row["box"], where
+    return out

@@ -76,8 +76,10 @@ class Reader:
         from svhn_jax.infer import weights
         from svhn_jax.models.sequences import infer_sequences
         config, model, variables = weights.load("reader", workdir)
-        # The variables are an argument, not baked into the compiled program.
-        infer = jax.jit(lambda v, images: infer_sequences(model, config, v, images)[0])
+        @jax.jit
+        def infer(variables, images):  # the variables an argument, not baked into the compiled program
+            return infer_sequences(model, config, variables, images)[0]
+
         return cls(config=config, run=lambda images: infer(variables, images), batch_size=BATCH_SIZE)
 
     def read_crops(self, images: np.ndarray) -> Readings:

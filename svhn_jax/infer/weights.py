@@ -45,7 +45,8 @@ def from_workdir(workdir: str | os.PathLike) -> Weights:
     model = create_model(config)
     tx, _ = make_optimizer(config)  # the checkpoint holds the whole train state: its structure is needed
     size, grey = get_recipe(config.recipe)
-    shape = input_shape(config, (size, size, 1 if grey else 3))
+    stored = (size, size, 1 if grey else 3)
+    shape = input_shape(config, stored) if config_lib.task_of(config) == "reader" else stored  # crop_size
     like = jax.eval_shape(lambda r: create_train_state(r, model, tx, shape), jax.random.key(0))
     state = workdir_lib.restore_latest(manager, like, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     return config, model, state.variables()

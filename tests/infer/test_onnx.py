@@ -275,7 +275,7 @@ def test_export_command_errors_are_one_line(tmp_path):
     (localiser_run / "config.json").write_text(json.dumps({"model": "localiser", "task": "localiser"}))
     cases = [(["--format=tflite", f"--out={tmp_path / 'x'}"], "--format=tflite"),
              ([f"--out={tmp_path / 'a_file' / 'sub'}"], "cannot write there"),
-             ([f"--out={tmp_path / 'y'}", f"--workdir={localiser_run}"], "holds a localiser run, not a reader"),
+             ([f"--out={tmp_path / 'y'}", f"--workdir={localiser_run}"], "holds a localiser, not a reader"),
              ([f"--out={tmp_path / 'z'}"], "pip install --no-deps jax2onnx==0.17.1")]
     for args, expected in cases:
         env = None
