@@ -70,6 +70,3 @@ def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.main`)."""
     app.run(main, flags_parser=parse_flags)
 
-
-if __name__ == "__main__":
-    run_as_program()

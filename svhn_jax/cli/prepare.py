@@ -109,14 +109,7 @@ def main(argv: list[str]) -> None:
         raise UserError(describe(e)) from None
 
 
-def run() -> None:
-    app.run(main)
-
-
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.prepare`)."""
-    run()
+    app.run(main)
 
-
-if __name__ == "__main__":
-    run_as_program()

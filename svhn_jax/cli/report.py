@@ -263,6 +263,3 @@ def run_as_program() -> None:
     define_flags()
     app.run(main)
 
-
-if __name__ == "__main__":
-    run_as_program()

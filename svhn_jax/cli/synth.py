@@ -50,14 +50,7 @@ def main(argv: list[str]) -> None:
           f"({FLAGS.num / seconds:.0f} images/s)")
 
 
-def run() -> None:
-    app.run(main)
-
-
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.synth`)."""
-    run()
+    app.run(main)
 
-
-if __name__ == "__main__":
-    run_as_program()
