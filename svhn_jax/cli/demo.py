@@ -8,9 +8,9 @@ prints it). The page (`demo.html`, no resources from the network) uploads the ph
 ``POST /api/read`` and shows the answer `predict --json` gives for it (the same models, the same
 whole-photo pipeline: the localiser finds the number, the reader reads it with 27 views): the photo
 with the box and reading drawn (`infer.drawing.draw_answer`, as ``predict --annotate``), the
-reading, its confidence, the box, the localiser's confidence in it and its probability that the
-photo holds no number; "no number found" with the reason when there is none. The reader answers
-only its best reading: there are no next readings to show.
+reading, its confidence and the next most confident readings (`whole_photo.next_readings`), the box,
+the localiser's confidence in it and its probability that the photo holds no number; "no number
+found" with the reason when there is none.
 
 The models are loaded (and their programs compiled) once, before the page is served; photos are
 read one at a time (a lock: the models use every core anyway). An upload over ``--max_upload_mb``
@@ -81,7 +81,8 @@ class Pipeline:
 
     def read(self, data: bytes, name: str) -> dict[str, Any]:
         """The answer for a photo's bytes: `predict --json`'s answer (`whole_photo.answer`, "file" = `name`)
-        plus "no_number" (the localiser's probability of none, or None), "picture" (the photo with the
+        plus "no_number" (the localiser's probability of none, or None), "next_readings" ([reading,
+        confidence] of the next most confident readings), "picture" (the photo with the
         answer drawn, a PNG data URL) and "seconds". Raises `ImageError` for a file it cannot decode."""
         start = time.perf_counter()
         with self._lock, tempfile.TemporaryDirectory(prefix="svhn_jax_demo_") as folder:
@@ -97,7 +98,7 @@ class Pipeline:
         picture = draw_answer(image, a, scale, max_side=PICTURE_SIDES[1])
         png = io.BytesIO()
         picture.save(png, format="PNG")
-        return {**a, "no_number": result.get("no_number"),
+        return {**a, "no_number": result.get("no_number"), "next_readings": result.get("next_readings", []),
                 "picture": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii"),
                 "seconds": round(time.perf_counter() - start, 3)}
 

@@ -46,6 +46,17 @@ def views(image: np.ndarray, recipe: str, box: tuple[int, int, int, int] | None,
     return np.stack([preprocess(image, recipe, tuple(int(round(v)) for v in b)) for b in boxes])
 
 
+def ranked(lengths: np.ndarray, digits: np.ndarray, confidence: np.ndarray) -> list[tuple[str, float]]:
+    """Every reading the views give, with its confidence (the mean over views of the probability each
+    gives it, counted as 0 where a view reads another number: a lower bound), most confident first
+    (ties in the views' order)."""
+    readings = ["".join(str(d) for d in row[:n]) for n, row in zip(lengths, digits)]
+    totals: dict[str, float] = {}
+    for r, c in zip(readings, confidence):
+        totals[r] = totals.get(r, 0.0) + float(c)
+    return [(r, totals[r] / len(readings)) for r in sorted(totals, key=lambda r: -totals[r])]
+
+
 def vote(lengths: np.ndarray, digits: np.ndarray, confidence: np.ndarray) -> tuple[int, np.ndarray, float]:
     """One reading from the readings of several views: the one with the largest summed confidence.
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from svhn_jax.infer.localiser import Localiser
 from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, load_photo
-from svhn_jax.infer.reader import Reader, views, vote
+from svhn_jax.infer.reader import Reader, ranked, views, vote
 
 NUM_CANDIDATES = 3
 MIN_CANDIDATE_CONFIDENCE = 0.05  # proposals below this are not read
@@ -38,6 +38,7 @@ TALL = 1.3                       # height / width above which a box is also read
 STACK_ROWS = (2, 3, 4, 5)
 MAX_GAP_INK = 0.5                # stacked rows are tried only where every cut falls in a gap (`gap_ink`)
 ROW_MARGIN = 0.08                # of the box's width, each side of a stacked row (the gap between digits)
+NUM_NEXT = 3                     # next readings a result lists (the photo page shows them)
 DECODE_SIDE = 1600               # big JPEGs are decoded at a reduced scale, longer side >= this, to be localised
 
 
@@ -119,8 +120,10 @@ def clip(image: np.ndarray, box: np.ndarray | tuple) -> np.ndarray:
     return np.r_[corner, region.shape[1], region.shape[0]]
 
 
-def read_box(reader: Reader, image: np.ndarray, box: np.ndarray | tuple, tta: bool = True) -> tuple[str, float]:
-    """(reading, reader confidence) of the number in `box`; a tall box is also tried as stacked rows."""
+def read_box(reader: Reader, image: np.ndarray, box: np.ndarray | tuple, tta: bool = True,
+             others: list[tuple[str, float]] | None = None) -> tuple[str, float]:
+    """(reading, reader confidence) of the number in `box`; a tall box is also tried as stacked rows.
+    `others`, when given, receives every reading the views gave with its confidence (`reader.ranked`)."""
     box = np.asarray(box, float)
     recipe = reader.config.recipe
     tries = [(None, views(image, recipe, tuple(int(round(v)) for v in box), tta))]
@@ -138,7 +141,19 @@ def read_box(reader: Reader, image: np.ndarray, box: np.ndarray | tuple, tta: bo
         reading = "".join(str(int(d)) for d in row_digits[:n])
         if (rows is None or n == rows) and conf > best[1]:
             best = (reading, float(conf))
+        if others is not None:
+            others += [(r, c) for r, c in ranked(lengths[part], digits[part], confidence[part])
+                       if rows is None or len(r) == rows]
     return best
+
+
+def next_readings(best: str, scored: list[tuple[str, float]], k: int = NUM_NEXT) -> list[list]:
+    """The `k` most confident readings other than `best` (each at its highest score), as [reading, score]."""
+    top: dict[str, float] = {}
+    for reading, score in scored:
+        if reading and reading != best:
+            top[reading] = max(top.get(reading, 0.0), score)
+    return [[r, top[r]] for r in sorted(top, key=lambda r: -top[r])[:k]]
 
 
 def candidates(localiser: Localiser, image: np.ndarray,
@@ -155,7 +170,8 @@ def candidates(localiser: Localiser, image: np.ndarray,
 def read_photo(reader: Reader, localiser: Localiser | None, image: np.ndarray,
                box: tuple[int, int, int, int] | None = None, tta: bool = True) -> dict[str, Any]:
     """One photo's answer: {"reading", "confidence", "box" [x, y, w, h] or None, "box_confidence",
-    "no_number" (the localiser's probability of none), "reason" (why there is no reading, or None)}."""
+    "no_number" (the localiser's probability of none), "reason" (why there is no reading, or None),
+    "next_readings" (the next most confident readings and their confidence, `next_readings`)}."""
     if box is not None or localiser is None:
         height, width = image.shape[:2]
         given = None
@@ -164,24 +180,30 @@ def read_photo(reader: Reader, localiser: Localiser | None, image: np.ndarray,
             if x >= width or y >= height or x + w <= 0 or y + h <= 0:
                 raise ImageError(f"the box {x},{y},{w},{h} lies outside the {width}x{height} photo")
             given, box = [int(v) for v in box], tuple(int(v) for v in clip(image, box))
-        reading, conf = read_box(reader, image, box if box is not None else (0, 0, width, height), tta)
+        others: list[tuple[str, float]] = []
+        reading, conf = read_box(reader, image, box if box is not None else (0, 0, width, height), tta, others)
         result = {"reading": reading, "confidence": conf, "box": None if box is None else list(box),
-                  "box_confidence": None, "no_number": None, "reason": None if reading else "no digit read"}
+                  "box_confidence": None, "no_number": None, "reason": None if reading else "no digit read",
+                  "next_readings": next_readings(reading, others)}
         if given is not None and given != result["box"]:
             result["box_clipped_from"] = given
         return result
     found, box_conf, p_none = candidates(localiser, image)
     if p_none > NO_NUMBER:
         return {"reading": "", "confidence": 0.0, "box": None, "box_confidence": None, "no_number": p_none,
-                "reason": f"no house number found (the localiser gives {p_none:.2f} to none)"}
+                "reason": f"no house number found (the localiser gives {p_none:.2f} to none)", "next_readings": []}
     best: dict[str, Any] = {"reading": "", "confidence": -1.0}
+    scored: list[tuple[str, float]] = []
     for box, box_confidence in zip(found, box_conf):
-        reading, conf = read_box(reader, image, box, tta)
+        others: list[tuple[str, float]] = []
+        reading, conf = read_box(reader, image, box, tta, others)
+        scored += [(r, c * box_confidence) for r, c in others]
         score = conf * box_confidence
         if score > best["confidence"]:
             best = {"reading": reading, "confidence": score, "box": [int(round(v)) for v in box],
                     "box_confidence": box_confidence, "no_number": p_none,
                     "reason": None if reading else "no digit read in the box found"}
+    best["next_readings"] = next_readings(best["reading"], scored)
     return best
 
 

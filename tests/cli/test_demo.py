@@ -65,6 +65,8 @@ def test_read_answers_what_predict_answers_with_the_photo_drawn(client):
     expected = whole_photo.answer("svhn_train_2.png", result, 0.0)  # what predict --json prints
     assert {k: a[k] for k in expected} == expected and a["number"] == "23"
     assert 0.0 <= a["no_number"] < 0.5 and 0.0 < a["box_confidence"] <= 1.0 and a["seconds"] > 0
+    assert a["next_readings"] == result["next_readings"]  # other readings, less confident than the answer
+    assert all(r != "23" and r.isdigit() and 0.0 < c <= a["confidence"] for r, c in a["next_readings"])
     header, data = a["picture"].split(",", 1)
     assert header == "data:image/png;base64"
     picture = Image.open(io.BytesIO(base64.b64decode(data)))

@@ -57,6 +57,8 @@ def test_vote_sums_confidence_per_reading_and_averages_over_views():
     length, best, confidence = reading.vote(lengths, digits, np.array([0.5, 0.4, 0.95, 0.2]))
     assert (length, list(best[:length])) == (3, [4, 2, 1])  # 0.95 beats 0.5 + 0.4
     assert confidence == pytest.approx(0.95 / 4)
+    assert reading.ranked(lengths, digits, np.array([0.5, 0.4, 0.95, 0.2])) == [
+        ("421", pytest.approx(0.95 / 4)), ("42", pytest.approx(0.9 / 4)), ("17", pytest.approx(0.2 / 4))]
     one = reading.vote(lengths[:1], digits[:1], np.array([0.7]))
     assert one[0] == 2 and one[2] == pytest.approx(0.7)
 
@@ -86,3 +88,10 @@ def test_predict_without_workdir_reads_the_shipped_samples():
 
 READ_RIGHT = {"svhn_train_1.png", "svhn_train_2.png", "svhn_train_3.png", "synthetic_1.png", "synthetic_2.png",
               "synthetic_3.png", "synthetic_4.png"}  # what the shipped reader reads (svhn_train_4: 193 for 93)
+
+
+def test_next_readings_are_the_other_readings_best_first_at_their_highest_score():
+    from svhn_jax.infer.whole_photo import next_readings
+    scored = [("23", 0.8), ("28", 0.1), ("", 0.05), ("28", 0.3), ("3", 0.2), ("123", 0.01), ("7", 0.001)]
+    assert next_readings("23", scored) == [["28", 0.3], ["3", 0.2], ["123", 0.01]]
+    assert next_readings("23", [("23", 0.9)]) == []
