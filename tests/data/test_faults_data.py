@@ -60,7 +60,7 @@ def run_unprivileged(module: str, *args: str, timeout: int = 300) -> subprocess.
 def one_line_error(result: subprocess.CompletedProcess) -> str:
     """The program's only stderr line (progress bars and absl's INFO lines aside), checked to be no traceback."""
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr[-3000:]
-    text = re.sub(r"[^\r\n]*chunk/s\]", "", result.stderr)  # tqdm's bars, which a terminal overwrites
+    text = re.sub(r"[^\r\n]*(chunk/s|s/chunk)\]", "", result.stderr)  # tqdm's bars (fast or slow): overwritten
     lines = [line for line in text.replace("\r", "\n").splitlines()
              if line.strip() and not re.match(r"I\d{4} [\d:.]+ +\d+ \S+:\d+\] ", line)]
     assert len(lines) == 1, result.stderr[-3000:]

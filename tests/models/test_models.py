@@ -259,7 +259,7 @@ def test_two_device_step_synchronises_batchnorm():
     across devices, not computed per shard), and the three modes give the same parameters.
     `check_two_device_step` runs in a new process: the 2 fake CPU devices must be set before JAX starts."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+           "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "models"), str(REPO / "tests"), str(REPO)])}
     program = "import test_models; test_models.check_two_device_step(); print('ok')"
     result = subprocess.run([sys.executable, "-c", program], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=600)

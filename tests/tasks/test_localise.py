@@ -162,10 +162,14 @@ def test_annotate_draws_the_box_and_huge_photos_are_read_in_bounded_memory(tmp_p
     huge = Image.new("RGB", (4000, 3000), (150, 140, 120))
     huge.paste(sample.resize((sample.width * 2, sample.height * 2)), (2500, 1200))
     huge.save(tmp_path / "huge.jpg", quality=90)
-    code = ("import resource, sys; from svhn_jax.cli import predict; from absl import app; predict.define_flags(); "
+    # VmHWM: this process's own peak RSS (ru_maxrss would start at the pytest process's peak: Linux
+    # carries it over fork and exec).
+    code = ("import sys; from svhn_jax.cli import predict; "
+            "peak_kb = lambda: int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]); "
+            "from absl import app; predict.define_flags(); "
             "sys.argv = ['predict', '--json', '--annotate=" + str(tmp_path / "drawn") + "', '" +
             str(tmp_path / "huge.jpg") + "']; "
-            "app.run(lambda argv: print(predict.main(argv), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))")
+            "app.run(lambda argv: print(predict.main(argv), peak_kb()))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=module_env(), capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
