@@ -40,10 +40,10 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
-from svhn_jax.core import compilation_cache
 from svhn_jax.core.cli import cli, quiet_libraries
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.infer import whole_photo
+from svhn_jax.infer.backends import load_models
 from svhn_jax.infer.drawing import draw_answer
 from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError
 
@@ -236,14 +236,9 @@ def main(argv: list[str]) -> int:
     sock = _listen(FLAGS.port)
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)
-    if FLAGS.cache_dir != "none":
-        compilation_cache.enable(FLAGS.cache_dir or None)
     quiet_libraries()
     try:
-        from svhn_jax.infer.localiser import Localiser
-        from svhn_jax.infer.reader import Reader
-        reader = Reader.load(FLAGS.workdir)
-        localiser = None if FLAGS.localiser == "none" else Localiser.load(FLAGS.localiser or None)
+        reader, localiser = load_models("jax", FLAGS.workdir, FLAGS.localiser, cache_dir=FLAGS.cache_dir)
     except Exception as e:  # one line, never a traceback (as predict)
         sys.unraisablehook = lambda unraisable: None
         if isinstance(e, UserError):

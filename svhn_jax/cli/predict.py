@@ -56,6 +56,7 @@ from svhn_jax.core import fileio
 from svhn_jax.core.cli import cli, quiet_libraries
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.infer import drawing, whole_photo
+from svhn_jax.infer.backends import BACKENDS, load_models
 from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, find_images, match_boxes, read_labels
 from svhn_jax.infer.reader import Reader
 
@@ -86,7 +87,6 @@ def format_answer(a: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- CLI
 
 FLAGS = flags.FLAGS
-BACKENDS = ["jax", "onnx"]
 
 
 def define_flags() -> None:
@@ -107,7 +107,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images with more pixels than this.")
     flags.DEFINE_string("cache_dir", "", "Persistent JAX compilation cache folder ('' -> "
                         "$SVHN_JAX_COMPILATION_CACHE or the user cache folder, 'none' -> off).")
-    flags.DEFINE_enum("backend", "jax", BACKENDS, "Run the models with JAX, or their ONNX export on onnxruntime "
+    flags.DEFINE_enum("backend", "jax", list(BACKENDS), "Run the models with JAX, or their ONNX export on onnxruntime "
                       "(no JAX imported; the [onnx] extra).")
     flags.DEFINE_string("onnx_dir", "", "With --backend=onnx: a folder `python -m svhn_jax.export` wrote "
                         "('' -> the shipped weights' graphs).")
@@ -168,20 +168,6 @@ def onnx_flag_problem(workdir: str | None, localiser: str, onnx_dir: str) -> str
     out = onnx_dir or "DIR"
     return (f"--backend=onnx reads exported graphs, not a run's checkpoints: export {' and '.join(runs)} first "
             f"(python -m svhn_jax.export --format=onnx {' '.join(runs)} --out={out}), then pass --onnx_dir={out}")
-
-
-def load_models(backend: str, workdir: str | None, localiser: str, onnx_dir: str = "",
-                cache_dir: str = "") -> tuple[Reader, Any]:
-    """(reader, localiser or None for --localiser=none) of the backend; JAX is imported only for "jax"."""
-    if backend == "onnx":
-        from svhn_jax.infer import onnx
-        folder = onnx_dir or None
-        return onnx.load_reader(folder), None if localiser == "none" else onnx.load_localiser(folder)
-    from svhn_jax.core import compilation_cache
-    from svhn_jax.infer.localiser import Localiser
-    if cache_dir != "none":
-        compilation_cache.enable(cache_dir or None)
-    return Reader.load(workdir), None if localiser == "none" else Localiser.load(localiser or None)
 
 
 @cli

@@ -30,6 +30,7 @@ from svhn_jax.core.cli import cli, quiet_libraries
 from svhn_jax.core.errors import UserError
 from svhn_jax.core.fileio import atomic_write, writable_folder
 from svhn_jax.infer import whole_photo
+from svhn_jax.infer.backends import load_models
 from svhn_jax.infer.photos import ImageError, read_labels
 from svhn_jax.infer.reader import Reader
 from svhn_jax.models.decoding import iou
@@ -115,12 +116,10 @@ def main(argv: list[str]) -> int:
     if not labels:
         print(f"error: {FLAGS.labels}: no labelled photos", file=sys.stderr)
         return 1
-    from svhn_jax.infer.localiser import Localiser
     if not FLAGS["verbosity"].present:  # keep the table clean of the libraries' progress lines
         logging.set_verbosity(logging.ERROR)
     quiet_libraries()
-    reader = Reader.load(FLAGS.workdir)
-    localiser = None if FLAGS.localiser == "none" else Localiser.load(FLAGS.localiser or None)
+    reader, localiser = load_models("jax", FLAGS.workdir, FLAGS.localiser, cache_dir="none")
     modes = {"no_box": read_all(reader, localiser, folder, labels, use_box=False)}
     if any(r["box"] for r in labels):
         modes["box"] = read_all(reader, localiser, folder, labels, use_box=True)
