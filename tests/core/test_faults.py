@@ -241,12 +241,13 @@ def drop_item_folder(checkpoint):
 
 
 @pytest.mark.parametrize("corrupt, reasons", [
-    (flip_bytes, ["it holds non-finite values", "its data does not match the SHA-256 saved with it"]),
+    (flip_bytes, ["it holds non-finite values", "its data does not match the SHA-256 saved with it",
+                  "it does not restore: "]),
     (drop_metadata, ["it does not restore: "]),
     (drop_item_folder, ["it does not restore: "])])
 def test_corrupt_newest_checkpoint_is_skipped_for_the_previous_one(corrupt, reasons, prepared, straight, tmp_path):
-    """Flipped bits restore without a complaint (garbage, caught by the checks after the restore:
-    which one depends on the bytes hit); a missing file does not restore. Each checkpoint is judged on
+    """Flipped bits either restore without a complaint (garbage, caught by the checks after the restore)
+    or make TensorStore refuse the chunk: which depends on the bytes hit; a missing file does not restore. Each checkpoint is judged on
     its own, for a resume and for `predict --workdir` / `init_from` (`infer.weights.from_workdir`) alike."""
     workdir = tmp_path / "run"
     shutil.copytree(straight, workdir)
