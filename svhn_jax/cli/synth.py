@@ -1,6 +1,6 @@
 """Writes a synthetic release in the SVHN format-1 layout: DIR/<split>/{1.png, 2.png, ..., digitStruct.mat}.
 
-  python -m svhn_jax.synth --out=DIR --split=train --num=N --seed=S [--workers=2]
+  python -m svhn_jax.synth --out=DIR --split=train --num=N --seed=S [--workers=2] [--fonts=open]
 
 The same (seed, num) gives byte-identical files whatever the number of workers; ingest the folder with
 the same code as the real release (``python -m svhn_jax.prepare --dataset=svhn --source_dir=DIR``).
@@ -23,6 +23,8 @@ flags.DEFINE_string("split", "train", "Name of the split folder written under --
 flags.DEFINE_integer("num", 1000, "Number of images.")
 flags.DEFINE_integer("seed", 0, "Release seed; image i is a function of (seed, i) alone.")
 flags.DEFINE_integer("workers", 2, "Rendering processes.")
+flags.DEFINE_enum("fonts", "matplotlib", ["matplotlib", "open"],
+                  "The digits' faces: matplotlib's, or those plus the open-licence font packages.")
 
 
 @cli
@@ -42,7 +44,7 @@ def main(argv: list[str]) -> None:
         raise UserError(f"{folder} already exists; remove it or choose another --out/--split")
     start = time.perf_counter()
     try:
-        synthetic.write_release(folder, FLAGS.num, FLAGS.seed, workers=FLAGS.workers)
+        synthetic.write_release(folder, FLAGS.num, FLAGS.seed, workers=FLAGS.workers, fonts=FLAGS.fonts)
     except OSError as e:
         raise UserError(f"cannot write {folder}: {e}") from None
     seconds = time.perf_counter() - start

@@ -60,6 +60,7 @@ def reader() -> ml_collections.ConfigDict:
     c.eval_file = ""
     c.num_synthetic_train = 20000  # dataset=synthetic: examples generated per split
     c.num_synthetic_test = 2000
+    c.synthetic_fonts = "matplotlib"  # dataset=synthetic: the digits' faces: matplotlib | open (+ OFL font packages)
     c.num_multi_mnist_train = 5000  # dataset=multi_mnist: examples composed per split
     c.num_multi_mnist_test = 5000
     c.mnist_npz = ""              # dataset=multi_mnist: "" -> TFDS mnist; else an .npz of images [N,28,28], labels

@@ -2,6 +2,7 @@
 
   <data_dir>/<dataset>/<recipe>/<split>.h5   one contract file per split (`svhn_jax.data.store`)
   <data_dir>/<dataset>/raw/<split>/          a release in SVHN format 1 (svhn, synthetic)
+                                             (<dataset> is synthetic_open for the open font set)
   <data_dir>/tfds/                           TFDS copies (svhn_cropped, mnist)
 
 ``data_dir`` is ``config.data_dir``, else ``$SVHN_JAX_DATA``, else ``<user cache>/data``. Generated
@@ -41,14 +42,21 @@ def split_path(root: str | os.PathLike, dataset: str, recipe: str, split: str) -
     return Path(root).expanduser() / dataset / recipe / f"{split}.h5"
 
 
+def dataset_folder(config: ml_collections.ConfigDict) -> str:
+    """The folder of ``config.dataset`` under the data root: its name, ``synthetic_open`` for synthetic
+    photos in another font set than matplotlib's (``config.synthetic_fonts``), so both sets are kept."""
+    fonts = config.get("synthetic_fonts", "matplotlib")
+    return f"synthetic_{fonts}" if config.dataset == "synthetic" and fonts != "matplotlib" else config.dataset
+
+
 def split_file(config: ml_collections.ConfigDict, split: str) -> Path:
     """The contract file of `split` of ``config.dataset`` in ``config.recipe``."""
-    return split_path(data_dir(config), config.dataset, config.recipe, split)
+    return split_path(data_dir(config), dataset_folder(config), config.recipe, split)
 
 
 def raw_dir(config: ml_collections.ConfigDict, split: str) -> Path:
     """The folder of a release's `split` (PNGs + digitStruct.mat) of ``config.dataset``."""
-    return data_dir(config) / config.dataset / "raw" / split
+    return data_dir(config) / dataset_folder(config) / "raw" / split
 
 
 def tfds_dir(root: str | os.PathLike) -> Path:

@@ -82,7 +82,7 @@ def ensure_splits(config: ml_collections.ConfigDict) -> tuple[list[Path], Path]:
     (under the dataset folder's lock; dataset=hdf5 makes nothing, so it takes none)."""
     ensure_split = get(config.dataset)
     lock = (contextlib.nullcontext() if config.dataset == "hdf5"
-            else preparing(paths.data_dir(config) / config.dataset))
+            else preparing(paths.data_dir(config) / paths.dataset_folder(config)))
     with lock:
         for split, path in paths.named_split_files(config):
             ensure_split(config, split, path)

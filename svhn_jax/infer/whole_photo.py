@@ -12,7 +12,13 @@
    digits, laid side by side, read top to bottom; tried only where every cut falls in a gap, kept
    only when the reader reads one digit a row);
 4. the answer is the candidate with the highest reader x localiser confidence; its confidence is
-   that product. A photo the localiser finds no number in answers ``number: null`` with a reason.
+   that product;
+5. when that confidence is below `LOOK_CLOSER` (or the whole look says "no number"), the localiser
+   also looks closer: at overlapping windows of 0.45 x the photo's longer side (`tiles`), each seen at
+   its full 128 pixels, where a number at 3 % of the photo's width is as wide as the whole look shows
+   one at 8 %. Their boxes that the whole look missed (`closer_candidates`) are read as in 2-4 and
+   compete with the same score. A photo where no look finds a number answers ``number: null`` with
+   a reason.
 
 A user's `box` skips 1-2: the box is read as given (its localiser confidence is then None), clipped to
 the photo when it reaches outside it ("box_clipped_from" keeps the box given).
@@ -28,6 +34,7 @@ from PIL import Image
 from svhn_jax.infer.localiser import Localiser
 from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, load_photo
 from svhn_jax.infer.reader import Reader, ranked, views, vote
+from svhn_jax.models.decoding import iou
 
 NUM_CANDIDATES = 3
 MIN_CANDIDATE_CONFIDENCE = 0.05  # proposals below this are not read
@@ -39,6 +46,13 @@ STACK_ROWS = (2, 3, 4, 5)
 MAX_GAP_INK = 0.5                # stacked rows are tried only where every cut falls in a gap (`gap_ink`)
 ROW_MARGIN = 0.08                # of the box's width, each side of a stacked row (the gap between digits)
 NUM_NEXT = 3                     # next readings a result lists (the photo page shows them)
+TILE_SIDE = 0.45                 # the closer looks' side, of the photo's longer side (`tiles`)
+MIN_TILE_SIDE = 32               # pixels: no closer look at less (the reader's own crop size)
+NUM_TILE_CANDIDATES = 2          # boxes the closer looks may add
+MIN_TILE_CONFIDENCE = 0.3        # the localiser's confidence a closer look's box needs
+TILE_NEW_IOU = 0.3               # a closer look's box is new when it overlaps every earlier box less
+LOOK_CLOSER = 0.1                # closer looks are read when the best answer's confidence is below this
+EDGE = 0.03                      # a closer look's box this near (of its side) to its inner edge is cut by it
 DECODE_SIDE = 1600               # big JPEGs are decoded at a reduced scale, longer side >= this, to be localised
 
 
@@ -156,6 +170,28 @@ def next_readings(best: str, scored: list[tuple[str, float]], k: int = NUM_NEXT)
     return [[r, top[r]] for r in sorted(top, key=lambda r: -top[r])[:k]]
 
 
+def tiles(width: int, height: int, side: float = TILE_SIDE) -> list[np.ndarray]:
+    """Square windows (x, y, w, h) of `side` x the photo's longer side, overlapping by a quarter, that
+    together cover the photo: the localiser's closer looks for numbers too small to see whole. None
+    when a window would be under `MIN_TILE_SIDE` pixels."""
+    t = side * max(width, height)
+    if t < MIN_TILE_SIDE:
+        return []
+    def starts(length: int) -> np.ndarray:
+        n = 1 if length <= t else int(np.ceil((length - t) / (0.75 * t))) + 1
+        return np.linspace(0.0, max(0.0, length - t), n)
+    return [np.array([x, y, min(t, width), min(t, height)]) for y in starts(height) for x in starts(width)]
+
+
+def _touches_inner_edge(box: np.ndarray, window: np.ndarray, width: int, height: int) -> bool:
+    """Whether `box` reaches (within `EDGE` of the window's side) an edge of `window` inside the photo."""
+    margin = EDGE * window[2]
+    x0, y0, x1, y1 = box[0], box[1], box[0] + box[2], box[1] + box[3]
+    wx0, wy0, wx1, wy1 = window[0], window[1], window[0] + window[2], window[1] + window[3]
+    return bool((wx0 > 0 and x0 < wx0 + margin) or (wy0 > 0 and y0 < wy0 + margin)
+                or (wx1 < width and x1 > wx1 - margin) or (wy1 < height and y1 > wy1 - margin))
+
+
 def candidates(localiser: Localiser, image: np.ndarray,
                k: int = NUM_CANDIDATES) -> tuple[list[np.ndarray], list[float], float]:
     """Where the number may be: (up to `k` refined boxes in the photo's pixels, best first, the
@@ -165,6 +201,35 @@ def candidates(localiser: Localiser, image: np.ndarray,
     kept = [n for n in range(k) if n == 0 or confidence[0, n] >= MIN_CANDIDATE_CONFIDENCE]
     return ([clip(image, refine(localiser, image, boxes[0, n])) for n in kept],
             [float(confidence[0, n]) for n in kept], float(p_none[0]))
+
+
+def closer_candidates(localiser: Localiser, image: np.ndarray,
+                      found: list[np.ndarray]) -> tuple[list[np.ndarray], list[float]]:
+    """Boxes the closer looks (`tiles`) find that the whole photo's look missed (a number too small for
+    it): up to `NUM_TILE_CANDIDATES`, best first, each with the localiser's confidence in its window
+    (at least `MIN_TILE_CONFIDENCE`), not cut by its window's edge, refined, overlapping no box in
+    `found` (IoU < `TILE_NEW_IOU`)."""
+    height, width = image.shape[:2]
+    windows = tiles(width, height)
+    if not windows:
+        return [], []
+    looks = [localiser.locate([_crop(image, w)[0]], k=1) for w in windows]  # one at a time: one compiled shape
+    boxes, confidence, p_none = (np.concatenate([look[i] for look in looks]) for i in (0, 1, 2))
+    new: list[np.ndarray] = []
+    new_conf: list[float] = []
+    for t in sorted(range(len(windows)), key=lambda t: -confidence[t, 0]):
+        if len(new) == NUM_TILE_CANDIDATES or confidence[t, 0] < MIN_TILE_CONFIDENCE:
+            break
+        if p_none[t] > NO_NUMBER:
+            continue
+        box = boxes[t, 0] + np.r_[windows[t][:2], 0, 0]
+        if _touches_inner_edge(box, windows[t], width, height):
+            continue  # the window cut the number: a part of it
+        box = clip(image, refine(localiser, image, box))
+        if all(iou(box, other) < TILE_NEW_IOU for other in found + new):
+            new.append(box)
+            new_conf.append(float(confidence[t, 0]))
+    return new, new_conf
 
 
 def read_photo(reader: Reader, localiser: Localiser | None, image: np.ndarray,
@@ -189,20 +254,29 @@ def read_photo(reader: Reader, localiser: Localiser | None, image: np.ndarray,
             result["box_clipped_from"] = given
         return result
     found, box_conf, p_none = candidates(localiser, image)
-    if p_none > NO_NUMBER:
-        return {"reading": "", "confidence": 0.0, "box": None, "box_confidence": None, "no_number": p_none,
-                "reason": f"no house number found (the localiser gives {p_none:.2f} to none)", "next_readings": []}
+    if p_none > NO_NUMBER:  # none in the whole look: only the closer looks may still find one
+        found, box_conf = [], []
     best: dict[str, Any] = {"reading": "", "confidence": -1.0}
     scored: list[tuple[str, float]] = []
-    for box, box_confidence in zip(found, box_conf):
-        others: list[tuple[str, float]] = []
-        reading, conf = read_box(reader, image, box, tta, others)
-        scored += [(r, c * box_confidence) for r, c in others]
-        score = conf * box_confidence
-        if score > best["confidence"]:
-            best = {"reading": reading, "confidence": score, "box": [int(round(v)) for v in box],
-                    "box_confidence": box_confidence, "no_number": p_none,
-                    "reason": None if reading else "no digit read in the box found"}
+
+    def read_all(boxes: list[np.ndarray], confidences: list[float]) -> None:
+        nonlocal best
+        for box, box_confidence in zip(boxes, confidences):
+            others: list[tuple[str, float]] = []
+            reading, conf = read_box(reader, image, box, tta, others)
+            scored.extend((r, c * box_confidence) for r, c in others)
+            score = conf * box_confidence
+            if score > best["confidence"]:
+                best = {"reading": reading, "confidence": score, "box": [int(round(v)) for v in box],
+                        "box_confidence": box_confidence, "no_number": p_none,
+                        "reason": None if reading else "no digit read in the box found"}
+
+    read_all(found, box_conf)
+    if best["confidence"] < LOOK_CLOSER:  # unsure: the number may be too small for the whole look
+        read_all(*closer_candidates(localiser, image, found))
+    if best["confidence"] < 0:  # no box anywhere
+        return {"reading": "", "confidence": 0.0, "box": None, "box_confidence": None, "no_number": p_none,
+                "reason": f"no house number found (the localiser gives {p_none:.2f} to none)", "next_readings": []}
     best["next_readings"] = next_readings(best["reading"], scored)
     return best
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from svhn_jax.data.svhn.digitstruct import read_digitstruct
 from svhn_jax.data.synth import geometry as synth_geometry
+from svhn_jax.data.synth import materials as synth_materials
 from svhn_jax.data.synth import release as synthetic
 from svhn_jax.data.synth import render as synth_render
 
@@ -71,7 +72,8 @@ def test_boxes_lie_inside_the_images_left_to_right():
         assert lefts == sorted(lefts)  # left to right, as in SVHN
 
 
-def test_digit_ink_stays_inside_its_box():
+@pytest.mark.parametrize("fonts", synth_materials.FONT_SETS)
+def test_digit_ink_stays_inside_its_box(fonts):
     for i in range(40):
         geometry, appearance = synthetic.example_rngs(21, i)
         layout = synthetic.sample_layout(geometry)
@@ -79,13 +81,34 @@ def test_digit_ink_stays_inside_its_box():
         layer = Image.new("RGBA", (layout.width, layout.height), (0, 0, 0, 0))
         # "tiles": no drop shadow, the only thing drawn outside the ink; an outline adds 1 px.
         synth_render._digits(appearance, layer, layout.labels, boxes, float(layout.boxes[0, 3]), False, "tiles",
-                          (200, 200, 200), (20, 20, 20))
+                          (200, 200, 200), (20, 20, 20), fonts)
         alpha = np.asarray(layer)[..., 3]
         inside = np.zeros_like(alpha, bool)
         for x0, y0, x1, y1 in boxes.astype(int):
             assert alpha[y0:y1, x0:x1].max() > 128  # each box holds its digit
             inside[max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1] = True
         assert alpha[~inside].max(initial=0) == 0
+
+
+def test_the_open_font_set_adds_every_packaged_face_and_leaves_matplotlib_renders_alone():
+    files, p = synth_materials.font_set("open")
+    assert len(files) == len(synth_materials.FONTS) + len(synth_materials.OPEN_FONTS) == 49
+    assert files[:len(synth_materials.FONTS)] == synth_materials.font_set("matplotlib")[0]
+    assert p.sum() == pytest.approx(1.0) and (p > 0).all()
+    for font in files:
+        for digit in "0123456789":
+            ink = np.asarray(synth_materials.glyph(font, digit))
+            assert ink.max() == 255 and ink.shape[0] >= 30, (font, digit)  # every face draws every digit
+    with pytest.raises(ValueError, match="unknown font set 'comic'"):
+        synth_materials.font_set("comic")
+    changed = 0
+    for i in range(20):
+        image, boxes = synthetic.render_example(4, i)
+        same, _ = synthetic.render_example(4, i, "matplotlib")
+        other, other_boxes = synthetic.render_example(4, i, "open")
+        assert np.array_equal(image, same) and other_boxes == boxes  # the same number, place and warp
+        changed += not np.array_equal(image, other)
+    assert changed >= 5  # about half the numbers drawn in an open face (by weight: 22.8 of 46.2)
 
 
 def test_layout_distributions_match_the_fitted_constants():
@@ -215,3 +238,14 @@ def test_synthetic_splits_are_rendered_releases_ingested_like_real_svhn(tmp_path
     _, test = sources.ensure_splits(c)
     assert len(store.read_split(test).images) == 7
     assert store.read_split(test).attrs["source"] == f"synthetic(renderer=2, seed={paths.split_seed('test')}, num=7)"
+    # The open font set is another dataset folder: both are kept, each remade only when its own is stale.
+    c.synthetic_fonts = "open"
+    _, open_test = sources.ensure_splits(c)
+    assert open_test == tmp_path / "synthetic_open" / "seed32_grey" / "test.h5"
+    assert store.read_split(open_test).attrs["source"] == (
+        f"synthetic(renderer=2, seed={paths.split_seed('test')}, num=7, fonts=open)")
+    cli = synthetic.write_release(tmp_path / "cli_open" / "test", 7, seed=paths.split_seed("test"), workers=1,
+                                  fonts="open")
+    assert _files(tmp_path / "cli_open" / "test") == _files(tmp_path / "synthetic_open" / "raw" / "test")
+    assert _files(tmp_path / "cli_open" / "test") != _files(tmp_path / "synthetic" / "raw" / "test")
+    assert store.read_split(test).attrs["source"].endswith("num=7)")  # the matplotlib split untouched

@@ -1,8 +1,9 @@
 """The materials of a synthetic street photo: fonts, colours, contrast, wall textures, clutter and text.
 
 `palette` picks what the number is painted with and on; `background` paints a wall with clutter and
-distractor words or digits, never over the number; `glyph` gives a digit's ink in one of the TrueType
-faces that ship inside matplotlib. `render` puts these together into a photo.
+distractor words or digits, never over the number; `glyph` gives a digit's ink in a TrueType or
+OpenType face of a `font_set`: the faces inside matplotlib's wheel, and with "open" also the faces of
+the font packages in `OPEN_FONTS`. `render` puts these together into a photo.
 """
 from __future__ import annotations
 
@@ -29,8 +30,57 @@ FONTS = {  # TrueType faces shipped inside matplotlib's wheel -> how often house
     "DejaVuSansMono-Oblique.ttf": 0.1, "DejaVuSerif-BoldItalic.ttf": 0.4, "DejaVuSerif-Italic.ttf": 0.2,
     "STIXGeneralBolIta.ttf": 0.4, "STIXGeneralItalic.ttf": 0.2, "cmti10.ttf": 0.2,
 }
-FONT_NAMES = tuple(FONTS)
-FONT_P = np.array(list(FONTS.values())) / sum(FONTS.values())
+OPEN_FONTS = {  # faces with an open licence (SIL OFL 1.1, Apache 2.0) from font packages on PyPI, pinned in
+    # pyproject.toml: (package, file in its files/ folder) -> how often; `font_set("open")` adds them
+    ("font_lato", "Lato-Black.ttf"): 1, ("font_lato", "Lato-Bold.ttf"): 1.5, ("font_lato", "Lato-Regular.ttf"): 1,
+    ("font_lato", "Lato-Italic.ttf"): 0.2, ("font_lato", "Lato-BoldItalic.ttf"): 0.3,
+    ("font_manrope", "Manrope-ExtraBold.ttf"): 1, ("font_manrope", "Manrope-Bold.ttf"): 1,
+    ("font_manrope", "Manrope-Regular.ttf"): 0.7,
+    ("font_rhd", "RedHatDisplay-Black.ttf"): 1, ("font_rhd", "RedHatDisplay-Bold.ttf"): 1,
+    ("font_rhd", "RedHatDisplay-Medium.ttf"): 0.7, ("font_rhd", "RedHatDisplay-BoldItalic.ttf"): 0.3,
+    ("font_hanken_grotesk", "HankenGrotesk-Bold.otf"): 1, ("font_hanken_grotesk", "HankenGrotesk-Regular.otf"): 0.7,
+    ("font_hanken_grotesk", "HankenGrotesk-Light.otf"): 0.3,
+    ("font_source_sans_pro", "SourceSansPro-Black.ttf"): 1, ("font_source_sans_pro", "SourceSansPro-Bold.ttf"): 1,
+    ("font_source_sans_pro", "SourceSansPro-Regular.ttf"): 0.7,
+    ("font_source_serif_pro", "SourceSerifPro-Bold.ttf"): 1, ("font_source_serif_pro", "SourceSerifPro-Semibold.ttf"): 1,
+    ("font_source_serif_pro", "SourceSerifPro-Regular.ttf"): 0.7,
+    ("font_caladea", "Caladea-Bold.ttf"): 1, ("font_caladea", "Caladea-Regular.ttf"): 0.7,
+    ("font_caladea", "Caladea-BoldItalic.ttf"): 0.3,
+    ("font_fjallaone", "FjallaOne-Regular.ttf"): 1.5,      # condensed
+    ("font_fredoka_one", "FredokaOne-Regular.ttf"): 1,     # rounded
+    ("font_amatic_sc", "AmaticSC-Bold.ttf"): 0.7,          # hand-drawn, narrow
+    ("font_intuitive", "Intuitive.ttf"): 0.5,              # hand-drawn
+}
+FONT_SETS = ("matplotlib", "open")
+_MATPLOTLIB_PATHS = tuple(str(_FONT_DIR / name) for name in FONTS)
+
+
+def _package_font(package: str, name: str) -> str:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"synthetic_fonts=open needs the font package {package.replace('_', '-')}: "
+                                  f"pip install -e . (it is a dependency of svhn_jax)")
+    return str(Path(spec.submodule_search_locations[0]) / "files" / name)
+
+
+@functools.lru_cache(maxsize=None)
+def font_set(name: str = "matplotlib") -> tuple[tuple[str, ...], np.ndarray]:
+    """(font files, how often each is drawn) of the digits' faces: "matplotlib" (the faces inside
+    matplotlib's wheel: renderer 2's images) or "open" (those plus `OPEN_FONTS`)."""
+    if name not in FONT_SETS:
+        raise ValueError(f"unknown font set {name!r}: choose one of {', '.join(FONT_SETS)}")
+    files, weights = list(_MATPLOTLIB_PATHS), list(FONTS.values())
+    if name == "open":
+        files += [_package_font(package, file) for package, file in OPEN_FONTS]
+        weights += list(OPEN_FONTS.values())
+    return tuple(files), np.array(weights) / sum(weights)
+
+
+def text_font(rng: np.random.Generator) -> str:
+    """A face for words and other text on the wall (matplotlib's faces, uniformly)."""
+    return _MATPLOTLIB_PATHS[int(rng.integers(len(_MATPLOTLIB_PATHS)))]
+
+
 _GLYPH_PX = 72
 _LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZabcdehknorstuy"
 _WORDS = ("ST", "AVE", "RD", "No", "APT", "DR", "LN", "BLVD", "WAY", "CT", "SUITE", "OPEN", "EXIT",
@@ -39,15 +89,15 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 
 
 @functools.lru_cache(maxsize=None)
-def truetype(index: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(_FONT_DIR / FONT_NAMES[index]), _GLYPH_PX)
+def truetype(font: str) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(font, _GLYPH_PX)
 
 
 @functools.lru_cache(maxsize=None)
-def glyph(font: int, char: str) -> Image.Image:
-    """The ink of `char` in font number `font`, cropped tight ('L' mask)."""
+def glyph(font: str, char: str) -> Image.Image:
+    """The ink of `char` in the font file `font`, cropped tight ('L' mask)."""
     f = truetype(font)
-    if char == "0" and "Mono" in FONT_NAMES[font]:
+    if char == "0" and "Mono" in Path(font).name:
         char = "O"  # DejaVu Sans Mono slashes its zero; house numbers don't
     left, top, right, bottom = f.getbbox(char)
     canvas = Image.new("L", (right - left + 4, bottom - top + 4))
@@ -119,7 +169,7 @@ def _rect_hits(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def text_mask(font: int, text: str, height: int, condense: float) -> Image.Image:
+def text_mask(font: str, text: str, height: int, condense: float) -> Image.Image:
     """`text` as one 'L' mask `height` pixels tall (glyph tops aligned, a small gap between)."""
     glyphs = [glyph(font, c) for c in text if c != " "]
     ref = max(g.height for g in glyphs)
@@ -189,7 +239,7 @@ def background(rng: np.random.Generator, size: tuple[int, int], d: float, union:
                 text = str(rng.choice(_WORDS)) if rng.random() < 0.6 else str(rng.choice(list(_LETTERS)))
                 forbid = union + np.array([-1, -1, 1, 1]) * 0.15 * d
             th = max(5, int(d * rng.uniform(0.35, 1.0)))
-            mask = text_mask(int(rng.integers(len(FONT_NAMES))), text, th, rng.uniform(0.7, 1.1))
+            mask = text_mask(text_font(rng), text, th, rng.uniform(0.7, 1.1))
             for _ in range(4):
                 x, y = int(rng.uniform(-0.2, 1.0) * ww), int(rng.uniform(-0.2, 1.0) * wh)
                 if not _rect_hits((x, y, x + mask.width, y + mask.height), forbid):

@@ -29,32 +29,33 @@ from svhn_jax.data.synth.render import render
 RENDERER_VERSION = 2  # bump when a change to the renderer changes the images: cached splits are remade
 PNG_OPTIONS = {"format": "PNG", "compress_level": 1, "compress_type": zlib.Z_RLE}  # fast, still small
 
-def render_example(seed: int, index: int) -> tuple[np.ndarray, tuple[DigitBox, ...]]:
-    """Example `index` (0-based) of the release `seed`: (uint8 [H, W, 3], its digit boxes)."""
+def render_example(seed: int, index: int, fonts: str = "matplotlib") -> tuple[np.ndarray, tuple[DigitBox, ...]]:
+    """Example `index` (0-based) of the release `seed`, its digits in the font set `fonts`
+    (`materials.font_set`): (uint8 [H, W, 3], its digit boxes)."""
     geometry, appearance = example_rngs(seed, index)
     layout = sample_layout(geometry)
-    image, boxes = render(layout, appearance)
+    image, boxes = render(layout, appearance, fonts)
     return image, tuple(DigitBox(label=int(lab), left=float(l), top=float(t), width=float(w), height=float(h))
                         for lab, (l, t, w, h) in zip(layout.labels, boxes))
 
 
-def _write_range(task: tuple[str, int, int, int]) -> list[tuple[DigitBox, ...]]:
-    folder, seed, start, stop = task
+def _write_range(task: tuple[str, int, int, int, str]) -> list[tuple[DigitBox, ...]]:
+    folder, seed, start, stop, fonts = task
     out = []
     for index in range(start, stop):
-        image, boxes = render_example(seed, index)
+        image, boxes = render_example(seed, index, fonts)
         Image.fromarray(image).save(os.path.join(folder, f"{index + 1}.png"), **PNG_OPTIONS)
         out.append(boxes)
     return out
 
 
 def write_release(folder: str | os.PathLike, num: int, seed: int, *, workers: int = 2,
-                  chunk: int = 50) -> list[Entry]:
+                  chunk: int = 50, fonts: str = "matplotlib") -> list[Entry]:
     """Writes `num` examples as ``folder/{1..num}.png`` + ``folder/digitStruct.mat`` (SVHN format 1).
 
-    Image ``i.png`` is `render_example(seed, i - 1)`, so the bytes depend only on (seed, num), not on
-    `workers`. The folder is built under a temporary name and renamed into place when complete; an
-    existing `folder` is an error. Returns the entries written to ``digitStruct.mat``.
+    Image ``i.png`` is `render_example(seed, i - 1, fonts)`, so the bytes depend only on (seed, num,
+    fonts), not on `workers`. The folder is built under a temporary name and renamed into place when
+    complete; an existing `folder` is an error. Returns the entries written to ``digitStruct.mat``.
     """
     folder = Path(folder)
     if num < 1:
@@ -65,7 +66,7 @@ def write_release(folder: str | os.PathLike, num: int, seed: int, *, workers: in
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        tasks = [(str(tmp), int(seed), start, min(start + chunk, num)) for start in range(0, num, chunk)]
+        tasks = [(str(tmp), int(seed), start, min(start + chunk, num), fonts) for start in range(0, num, chunk)]
         bar = dict(total=len(tasks), desc=f"render {folder.name}", unit="chunk", leave=False)
         if workers > 1 and len(tasks) > 1:
             with sigint_ignored():  # a Ctrl-C is reported by this process alone, which ends the workers

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from svhn_jax.data.synth.geometry import Layout
-from svhn_jax.data.synth.materials import FONT_NAMES, FONT_P, background, contrasting, glyph, palette, random_colour
+from svhn_jax.data.synth.materials import background, contrasting, font_set, glyph, palette, random_colour
 
 WORK_DIGIT_HEIGHT = (28, 40)  # digits are drawn this tall (at most 4x supersampled), then rescaled
 P_WARP, P_OCCLUDE, P_JPEG = 0.7, 0.06, 0.5
@@ -93,12 +94,15 @@ def _plaque(rng: np.random.Generator, draw: ImageDraw.ImageDraw, boxes: np.ndarr
 
 
 def _digits(rng: np.random.Generator, layer: Image.Image, labels: Sequence[int], boxes: np.ndarray,
-            d: float, small: bool, scheme: str, base: tuple, ink: tuple) -> None:
-    """Draws each digit inside its box: one font, width and weight for the number; shadow, outline."""
-    font = int(rng.choice(len(FONT_NAMES), p=FONT_P))
+            d: float, small: bool, scheme: str, base: tuple, ink: tuple, fonts: str) -> None:
+    """Draws each digit inside its box: one font (of the `font_set` `fonts`), width and weight for the
+    number; shadow, outline."""
+    files, p = font_set(fonts)
+    font = files[int(rng.choice(len(files), p=p))]
     condense = rng.uniform(0.75, 1.15)
     bold = int(rng.choice([0, 3, 5], p=[0.2, 0.4, 0.4] if small else [0.5, 0.3, 0.2]))
-    if "Bol" in FONT_NAMES[font] or font == FONT_NAMES.index("cmb10.ttf"):
+    name = os.path.basename(font)
+    if "Bol" in name or "Black" in name or name == "cmb10.ttf":
         bold = min(bold, 3)  # already heavy
     shadow = scheme != "tiles" and rng.random() < 0.3
     shadow_colour = (0, 0, 0, 110) if scheme == "wall" else tuple(int(c * 0.55) for c in base) + (255,)
@@ -177,8 +181,9 @@ def _camera(rng: np.random.Generator, img: Image.Image, d: float, size: tuple[in
     return np.asarray(img)
 
 
-def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Draws `layout` as a photo: (uint8 [H, W, 3], boxes int64 [k, 4] left, top, width, height).
+def render(layout: Layout, rng: np.random.Generator, fonts: str = "matplotlib") -> tuple[np.ndarray, np.ndarray]:
+    """Draws `layout` as a photo: (uint8 [H, W, 3], boxes int64 [k, 4] left, top, width, height), its
+    digits in a face of the `materials.font_set` `fonts`.
 
     The boxes are the layout's, or (after a perspective warp) the boxes spanned by the warped edge
     midpoints of the layout's, rounded and clipped to the image, as an annotator would box the ink.
@@ -197,7 +202,7 @@ def render(layout: Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     img = background(rng, (ww, wh), d, union, scheme, wall, ink)
     layer = Image.new("RGBA", (ww, wh), base + (0,))  # plaque and digits, warped together
     _plaque(rng, ImageDraw.Draw(layer), boxes, union, d, scheme, base, ink)
-    _digits(rng, layer, layout.labels, boxes, d, h_full < 16, scheme, base, ink)
+    _digits(rng, layer, layout.labels, boxes, d, h_full < 16, scheme, base, ink, fonts)
     warped = None
     if rng.random() < P_WARP:  # perspective about the number's centre, if it stays inside the image
         centre = (union[:2] + union[2:]) / 2

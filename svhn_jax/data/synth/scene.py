@@ -34,7 +34,7 @@ from svhn_jax.core.signals import sigint_ignored
 from svhn_jax.data import paths
 from svhn_jax.data.preprocess import get_recipe, letterbox
 from svhn_jax.data.synth.geometry import Layout, example_rngs, sample_layout
-from svhn_jax.data.synth.materials import FONT_NAMES, text_mask
+from svhn_jax.data.synth.materials import text_font, text_mask
 from svhn_jax.data.synth.render import render, render_wall
 
 SIZE = get_recipe("scene128_rgb").size  # the localiser's input: the photo letterboxed into SIZE x SIZE
@@ -93,7 +93,7 @@ def _ink(image: np.ndarray, box: np.ndarray) -> tuple[int, int, int]:
 
 def _write(rng: np.random.Generator, image: np.ndarray, text: str, height: int, xy: tuple[int, int],
            colour: tuple[int, int, int]) -> np.ndarray:
-    mask = text_mask(int(rng.integers(len(FONT_NAMES))), text, max(3, height), rng.uniform(0.7, 1.1))
+    mask = text_mask(text_font(rng), text, max(3, height), rng.uniform(0.7, 1.1))
     picture = Image.fromarray(image)
     picture.paste(colour, xy, mask)
     return np.asarray(picture)

@@ -18,6 +18,7 @@ import ml_collections
 from svhn_jax.data import paths, preprocess
 from svhn_jax.data.svhn import ingest as svhn
 from svhn_jax.data.synth import release as synthetic
+from svhn_jax.data.synth.materials import font_set
 
 
 def seed_and_num(config: ml_collections.ConfigDict, split: str) -> tuple[int, int]:
@@ -26,10 +27,17 @@ def seed_and_num(config: ml_collections.ConfigDict, split: str) -> tuple[int, in
     return paths.split_seed(split), num
 
 
+def fonts(config: ml_collections.ConfigDict) -> str:
+    """The font set the digits are drawn in (`materials.font_set`)."""
+    return config.get("synthetic_fonts", "matplotlib")
+
+
 def source_name(config: ml_collections.ConfigDict, split: str) -> str:
-    """The ``source`` attribute of the split file, e.g. ``synthetic(renderer=2, seed=1, num=20000)``."""
+    """The ``source`` attribute of the split file, e.g. ``synthetic(renderer=2, seed=1, num=20000)``
+    (``, fonts=open`` added for a font set other than matplotlib's)."""
     seed, num = seed_and_num(config, split)
-    return f"synthetic(renderer={synthetic.RENDERER_VERSION}, seed={seed}, num={num})"
+    other = "" if fonts(config) == "matplotlib" else f", fonts={fonts(config)}"
+    return f"synthetic(renderer={synthetic.RENDERER_VERSION}, seed={seed}, num={num}{other})"
 
 
 def _stored_source(path: Path) -> str | None:
@@ -49,7 +57,8 @@ def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> N
     """
     if _stored_source(path) == source_name(config, split):
         return
-    preprocess.get_recipe(config.recipe)  # a bad recipe fails before minutes of rendering
+    preprocess.get_recipe(config.recipe)  # a bad recipe or font set fails before minutes of rendering
+    font_set(fonts(config))
     seed, num = seed_and_num(config, split)
     raw = paths.raw_dir(config, split)
     # One process per core (the bytes do not depend on it); on small splits starting them costs more.
@@ -57,5 +66,5 @@ def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> N
     if raw.exists() and (sum(1 for _ in raw.glob("*.png")) != num or _stored_source(path) is not None):
         shutil.rmtree(raw)
     if not raw.exists():
-        synthetic.write_release(raw, num, seed, workers=workers)
+        synthetic.write_release(raw, num, seed, workers=workers, fonts=fonts(config))
     svhn.prepare_split_from_folder(raw, path, config.recipe, workers=workers, source=source_name(config, split))
