@@ -247,8 +247,9 @@ def drop_item_folder(checkpoint):
     (drop_item_folder, ["it does not restore: "])])
 def test_corrupt_newest_checkpoint_is_skipped_for_the_previous_one(corrupt, reasons, prepared, straight, tmp_path):
     """Flipped bits either restore without a complaint (garbage, caught by the checks after the restore)
-    or make TensorStore refuse the chunk: which depends on the bytes hit; a missing file does not restore. Each checkpoint is judged on
-    its own, for a resume and for `predict --workdir` / `init_from` (`infer.weights.from_workdir`) alike."""
+    or make TensorStore refuse the chunk: which depends on the bytes hit; a missing file does not
+    restore. Each checkpoint is judged on its own, for a resume and for `predict --workdir` /
+    `init_from` (`infer.weights.from_workdir`) alike."""
     workdir = tmp_path / "run"
     shutil.copytree(straight, workdir)
     (workdir / "final_metrics.json").unlink()
