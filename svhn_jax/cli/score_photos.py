@@ -2,7 +2,7 @@
 them on their own photos, and how the project's held-out photos are scored.
 
   python -m svhn_jax.score_photos --labels=labels.csv PHOTO_FOLDER [--workdir=W] [--localiser=L]
-                                  [--min_confidence=0.9] [--json_out=scores.json]
+                                  [--min_confidence=0.7] [--json_out=scores.json]
 
 Labels: a CSV of ``file,number[,x,y,w,h]`` (a first line ``file,number,...`` is a header; the box is the digits' union
 in pixels; the number ``none`` marks a photo without a house number) or a JSON list of ``{"file",
@@ -11,7 +11,9 @@ as the user would hand it over (no box: the localiser finds it) and, when the la
 the box. A reading is right only when the whole number is (no partial credit); a photo without a
 number is right when the answer is ``number: null``. Printed per photo and as a summary: accuracy
 (count and percent) in each mode, the box found (IoU >= 0.5 with the labelled box) and the mean
-IoU, and the precision of the confident answers (confidence >= --min_confidence). A labelled photo
+IoU, and the precision and coverage of the confident answers (confidence >= --min_confidence,
+by default predict's: the answers predict gives with no flags; the others it calls "no number").
+A labelled photo
 that cannot be read (missing, misspelt, damaged) is never scored: one line on stderr names it, the
 summary counts it apart, and the exit status is 1.
 """
@@ -53,6 +55,7 @@ def score(answers: Sequence[dict[str, Any]], labels: Sequence[dict[str, Any]], m
     return {"num": len(right), "right": int(sum(right)), "accuracy": float(np.mean(right)) if right else None,
             "confident": len(confident), "confident_right": int(sum(confident)),
             "confident_precision": float(np.mean(confident)) if confident else None,
+            "confident_coverage": len(confident) / len(right) if right else None,
             "boxes": len(overlaps), "box_found": int(sum(o >= FOUND_IOU for o in overlaps)),
             "mean_iou": float(np.mean(overlaps)) if overlaps else None}
 
@@ -80,7 +83,8 @@ def define_flags() -> None:
     flags.DEFINE_string("labels", None, "CSV (file,number[,x,y,w,h]) or JSON list of {file, number, box}.")
     flags.DEFINE_string("workdir", "", "A trained reader run; '' -> the shipped reader.")
     flags.DEFINE_string("localiser", "", "A localiser run; '' -> the shipped localiser; 'none' -> the whole photo.")
-    flags.DEFINE_float("min_confidence", 0.9, "Answers at or above this confidence count as confident.")
+    flags.DEFINE_float("min_confidence", whole_photo.DEFAULT_MIN_CONFIDENCE,
+                       "Answers at or above this confidence count as confident (default: predict's).")
     flags.DEFINE_string("json_out", "", "Also write every answer and the summary here.")
 
 
@@ -89,7 +93,7 @@ def summary_line(mode: str, s: dict[str, Any], min_confidence: float) -> str:
     found = (f"; box found (IoU >= {FOUND_IOU}) {s['box_found']}/{s['boxes']}, mean IoU {s['mean_iou']:.2f}"
              if s["boxes"] and mode == "no_box" else "")
     return (f"{mode}: {s['right']}/{s['num']} right ({100 * s['accuracy']:.1f} %){found}; "
-            f"confidence >= {min_confidence}: {prec} right")
+            f"confidence >= {min_confidence:g}: {prec} right (coverage {100 * s['confident_coverage']:.0f} %)")
 
 
 @cli

@@ -53,6 +53,9 @@ MIN_TILE_CONFIDENCE = 0.3        # the localiser's confidence a closer look's bo
 TILE_NEW_IOU = 0.3               # a closer look's box is new when it overlaps every earlier box less
 LOOK_CLOSER = 0.1                # closer looks are read when the best answer's confidence is below this
 EDGE = 0.03                      # a closer look's box this near (of its side) to its inner edge is cut by it
+DEFAULT_MIN_CONFIDENCE = 0.7     # predict's and score_photos' default: the lowest threshold (0.1 steps) whose
+                                 # answers are >= 97 % right on held-out synthetic scenes
+                                 # (scripts/calibrate_confidence.py, docs/localiser.md)
 DECODE_SIDE = 1600               # big JPEGs are decoded at a reduced scale, longer side >= this, to be localised
 
 

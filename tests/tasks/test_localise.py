@@ -244,9 +244,11 @@ def test_score_counts_exactly_on_a_hand_made_set():
                {"number": "345", "reading": "345", "confidence": 0.5, "box": [1, 1, 2, 2]}]   # right
     s = score_photos.score(answers, labels, 0.9)
     assert s == {"num": 4, "right": 3, "accuracy": 0.75, "confident": 2, "confident_right": 1,
-                 "confident_precision": 0.5, "boxes": 2, "box_found": 1, "mean_iou": pytest.approx((1 / 3 + 1) / 2)}
+                 "confident_precision": 0.5, "confident_coverage": 0.5, "boxes": 2, "box_found": 1,
+                 "mean_iou": pytest.approx((1 / 3 + 1) / 2)}
     assert score_photos.summary_line("no_box", s, 0.9) == (
-        "no_box: 3/4 right (75.0 %); box found (IoU >= 0.5) 1/2, mean IoU 0.67; confidence >= 0.9: 1/2 right")
+        "no_box: 3/4 right (75.0 %); box found (IoU >= 0.5) 1/2, mean IoU 0.67; confidence >= 0.9: 1/2 right "
+        "(coverage 50 %)")
 
 
 @pytest.mark.slow

@@ -176,6 +176,17 @@ def render_scene(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     return canvas, (np.r_[box[:2] * scale + [left, top], box[2:] * scale]).astype(np.float32)
 
 
+def scene_number(seed: int, index: int) -> str:
+    """The house number scene `index` of the set `seed` shows ("" when none): `render_scene`'s own
+    draws from the same generator, for scoring whole-photo reading on scenes."""
+    geometry, _ = example_rngs(seed, index)
+    kind = str(geometry.choice(list(KIND_P), p=list(KIND_P.values())))
+    if kind == "none":
+        return ""
+    layout = sample_layout(geometry) if kind == "svhn" else wall_layout(geometry)
+    return "".join(str(label % 10) for label in layout.labels)
+
+
 def _render_range(task: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     seed, start, stop = task
     scenes = [render_scene(seed, i) for i in range(start, stop)]

@@ -1,0 +1,72 @@
+"""Precision and coverage of whole-photo answers against their confidence, on held-out synthetic
+scenes: what the shipped default ``--min_confidence`` (`infer.whole_photo.DEFAULT_MIN_CONFIDENCE`) is
+chosen from. Never on real photos: those only check it (``score_photos``, docs/localiser.md).
+
+  python scripts/calibrate_confidence.py [--num=500] [--target=0.97] [--out=calibration.json]
+
+Scene ``i`` of the set ``--seed`` (`data.synth.scene.render_scene`; 987654 is never a training seed)
+is read as ``predict`` reads a photo with no box (`whole_photo.read_photo`, the shipped reader and
+localiser, 27 views). An answer is right when the whole number is; a scene without a number answered
+with one is wrong. For each threshold 0.1, 0.2, ..., 0.9: the share answered (coverage) and the
+share of those right (precision); ``chosen`` is the lowest threshold whose precision reaches
+``--target``. JSON on stdout (and in ``--out``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("num", 500, "Scenes read.")
+flags.DEFINE_integer("seed", 987_654, "The scene set (never a training seed).")
+flags.DEFINE_float("target", 0.97, "The precision the chosen threshold must reach.")
+flags.DEFINE_string("out", "", "Also write the JSON here.")
+
+THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
+
+
+def table(confidence: np.ndarray, right: np.ndarray, target: float) -> dict:
+    """Coverage and precision at each of `THRESHOLDS`, and the lowest one reaching `target` (or None)."""
+    rows = []
+    for t in THRESHOLDS:
+        answered = confidence >= t
+        rows.append({"threshold": t, "coverage": float(answered.mean()), "answered": int(answered.sum()),
+                     "precision": float(right[answered].mean()) if answered.any() else None})
+    chosen = next((r["threshold"] for r in rows if r["precision"] is not None and r["precision"] >= target), None)
+    return {"rows": rows, "chosen": chosen}
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    from svhn_jax.core.cli import quiet_libraries
+    from svhn_jax.data.synth.scene import render_scene, scene_number
+    from svhn_jax.infer import whole_photo
+    from svhn_jax.infer.localiser import Localiser
+    from svhn_jax.infer.reader import Reader
+
+    quiet_libraries()
+    reader, localiser = Reader.load(), Localiser.load()
+    start = time.perf_counter()
+    confidence, right = [], []
+    for i in range(FLAGS.num):
+        truth = scene_number(FLAGS.seed, i)
+        result = whole_photo.read_photo(reader, localiser, render_scene(FLAGS.seed, i)[0])
+        confidence.append(result["confidence"] if result["reading"] else 0.0)
+        right.append(bool(truth) and result["reading"] == truth)
+    confidence, right = np.array(confidence), np.array(right)
+    report = {"benchmark": "confidence_calibration", "num": FLAGS.num, "seed": FLAGS.seed, "target": FLAGS.target,
+              "accuracy": float(right.mean()), "default_min_confidence": whole_photo.DEFAULT_MIN_CONFIDENCE,
+              **table(confidence, right, FLAGS.target), "seconds": round(time.perf_counter() - start, 1),
+              "date": time.strftime("%Y-%m-%d")}
+    text = json.dumps(report, indent=1)
+    print(text)
+    if FLAGS.out:
+        Path(FLAGS.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)
