@@ -178,7 +178,9 @@ def test_cli_answers_good_files_and_names_each_bad_one(files, workdir, tmp_path)
         a = by_file[name]
         assert set(a) - {"reason"} == {"file", "number", "reading", "confidence", "box", "box_confidence"}
         assert 0.0 <= a["confidence"] <= 1.0 and a["box"] is None  # the whole photo read: no box
-        assert a["number"] == (a["reading"] or None) and (a["reading"] == "" or a["reading"].isdigit())
+        answered = a["reading"] and a["confidence"] >= whole_photo.DEFAULT_MIN_CONFIDENCE  # the default threshold
+        assert a["number"] == (a["reading"] if answered else None) and (a["reading"] == "" or a["reading"].isdigit())
+        assert answered or a["reason"] in ("no digit read", f"confidence below {whole_photo.DEFAULT_MIN_CONFIDENCE:g}")
     for name, phrase in bad.items():
         assert phrase in by_file[name]["error"]
     assert by_file["missing.jpg"]["error"] == "no such file or folder"
