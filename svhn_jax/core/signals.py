@@ -7,6 +7,7 @@ a request that a training loop honours after its step (a checkpoint saved; `erro
 from __future__ import annotations
 
 import contextlib
+import multiprocessing.pool
 import os
 import signal
 import sys
@@ -50,6 +51,23 @@ def sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def end_pool_now(pool: multiprocessing.pool.Pool) -> None:
+    """Ends `pool` at once, for an error or a stop signal: no replacement workers, every worker killed
+    (SIGKILL) and joined, and the pool's own clean-up dropped. `Pool.terminate` (and that clean-up at
+    exit) first takes the task queue's lock, which a worker killed by the same signal (a terminal
+    sends it to the whole process group) may have held when it died: it would wait for ever.
+    (It reaches into the pool's private state: the standard library offers no way out of this.)"""
+    pool._state = multiprocessing.pool.TERMINATE
+    pool._worker_handler._state = multiprocessing.pool.TERMINATE
+    pool._change_notifier.put(None)
+    pool._worker_handler.join()  # it may be starting a replacement for a worker that died
+    for worker in pool._pool:
+        worker.kill()
+    for worker in pool._pool:
+        worker.join()
+    pool._terminate.cancel()
 
 
 def exit_at_once(signum: int, frame: Any = None) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from svhn_jax.core.signals import end_pool_now
 from svhn_jax.data import paths, preprocess, store
 from svhn_jax.data.labels import MAX_DIGITS
 from svhn_jax.data.sources import DataMissingError, describe, preparing
@@ -113,7 +114,8 @@ def _ordered(fn: Callable, tasks, workers: int):
     if workers <= 1:
         yield from (fn(*t) for t in tasks)
         return
-    with _pool(workers) as pool:
+    pool = _pool(workers)
+    try:
         pending = collections.deque()
         for t in tasks:
             pending.append(pool.apply_async(fn, t))
@@ -121,6 +123,11 @@ def _ordered(fn: Callable, tasks, workers: int):
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+    except BaseException:  # an error, a stop signal, or the consumer closing early
+        end_pool_now(pool)
+        raise
+    pool.close()
+    pool.join()
 
 
 def prepare_split_from_folder(folder: str | os.PathLike, out_path: str | os.PathLike, recipe: str, *,

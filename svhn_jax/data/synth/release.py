@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from svhn_jax.core.signals import sigint_ignored
+from svhn_jax.core.signals import end_pool_now, sigint_ignored
 from svhn_jax.data.svhn.digitstruct import DigitBox, Entry, write_digitstruct
 from svhn_jax.data.synth.geometry import example_rngs, sample_layout
 from svhn_jax.data.synth.render import render
@@ -71,8 +71,13 @@ def write_release(folder: str | os.PathLike, num: int, seed: int, *, workers: in
         if workers > 1 and len(tasks) > 1:
             with sigint_ignored():  # a Ctrl-C is reported by this process alone, which ends the workers
                 pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
-            with pool:
+            try:
                 results = list(tqdm(pool.imap(_write_range, tasks), **bar))
+            except BaseException:
+                end_pool_now(pool)
+                raise
+            pool.close()
+            pool.join()
         else:
             results = [_write_range(task) for task in tqdm(tasks, **bar)]
         entries = [Entry(name=f"{i + 1}.png", boxes=boxes)

@@ -30,7 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from svhn_jax.core.fileio import atomic_write
-from svhn_jax.core.signals import sigint_ignored
+from svhn_jax.core.signals import end_pool_now, sigint_ignored
 from svhn_jax.data import paths
 from svhn_jax.data.preprocess import get_recipe, letterbox
 from svhn_jax.data.synth.geometry import Layout, example_rngs, sample_layout
@@ -215,12 +215,11 @@ def write_scenes(path: str | os.PathLike, num: int, seed: int, workers: int = 2,
                 for (_, start, stop), (im, bx) in tqdm(zip(tasks, done), total=len(tasks), desc=f"render {path.name}",
                                                        unit="chunk", leave=False):
                     images[start:stop], boxes[start:stop] = im, bx
-                pool.close()  # the workers end on their own (terminate would signal them)
             except BaseException:
-                pool.terminate()
+                end_pool_now(pool)
                 raise
-            finally:
-                pool.join()
+            pool.close()  # the workers end on their own
+            pool.join()
         except BaseException:
             with contextlib.suppress(OSError, RuntimeError):  # the error that stopped the writing is the one
                 f.close()                                      # to report, not a failed close after it
