@@ -148,18 +148,25 @@ def _tilt(rng: np.random.Generator, image: np.ndarray, box: np.ndarray | None) -
     return rotated, np.r_[p.min(0), p.max(0) - p.min(0)]
 
 
+def _kind_and_layout(geometry: np.random.Generator) -> tuple[str, Layout | None]:
+    """A scene's first draws: its kind and, unless it is "none", its number's layout."""
+    kind = str(geometry.choice(list(KIND_P), p=list(KIND_P.values())))
+    if kind == "none":
+        return kind, None
+    return kind, sample_layout(geometry) if kind == "svhn" else wall_layout(geometry)
+
+
 def render_scene(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     """Scene `index` of the set `seed`: (uint8 [SIZE, SIZE, 3], float32 [4] union box x, y, w, h in its
     pixels, all NaN when it holds no number). Depends only on (seed, index)."""
     geometry, appearance = example_rngs(seed, index)
-    kind = str(geometry.choice(list(KIND_P), p=list(KIND_P.values())))
+    kind, layout = _kind_and_layout(geometry)
     box = None
-    if kind == "none":
+    if layout is None:
         width, height = _photo_size(geometry)
         text_height = SIZE * math.exp(geometry.uniform(math.log(0.03), math.log(0.3)))
         image = render_wall(appearance, width, height, d=text_height)
     else:
-        layout = sample_layout(geometry) if kind == "svhn" else wall_layout(geometry)
         image, boxes = render(layout, appearance)
         box = np.r_[boxes[:, :2].min(0), (boxes[:, :2] + boxes[:, 2:]).max(0) - boxes[:, :2].min(0)].astype(float)
         if kind == "wall" and appearance.random() < P_CAPTION:
@@ -177,14 +184,10 @@ def render_scene(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def scene_number(seed: int, index: int) -> str:
-    """The house number scene `index` of the set `seed` shows ("" when none): `render_scene`'s own
-    draws from the same generator, for scoring whole-photo reading on scenes."""
-    geometry, _ = example_rngs(seed, index)
-    kind = str(geometry.choice(list(KIND_P), p=list(KIND_P.values())))
-    if kind == "none":
-        return ""
-    layout = sample_layout(geometry) if kind == "svhn" else wall_layout(geometry)
-    return "".join(str(label % 10) for label in layout.labels)
+    """The house number scene `index` of the set `seed` shows ("" when none), from the same draws as
+    `render_scene` (`_kind_and_layout`), for scoring whole-photo reading on scenes."""
+    _, layout = _kind_and_layout(example_rngs(seed, index)[0])
+    return "" if layout is None else "".join(str(label % 10) for label in layout.labels)
 
 
 def _render_range(task: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
