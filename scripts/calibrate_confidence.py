@@ -2,7 +2,7 @@
 scenes: what the shipped default ``--min_confidence`` (`infer.whole_photo.DEFAULT_MIN_CONFIDENCE`) is
 chosen from. Never on real photos: those only check it (``score_photos``, docs/localiser.md).
 
-  python scripts/calibrate_confidence.py [--num=500] [--target=0.97] [--out=calibration.json]
+  python scripts/calibrate_confidence.py [--num=500] [--scale=1] [--target=0.97] [--out=calibration.json]
 
 Scene ``i`` of the set ``--seed`` (`data.synth.scene.render_scene`; 987654 is never a training seed)
 is read as ``predict`` reads a photo with no box (`whole_photo.read_photo`, the shipped reader and
@@ -24,6 +24,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("num", 500, "Scenes read.")
 flags.DEFINE_integer("seed", 987_654, "The scene set (never a training seed).")
 flags.DEFINE_float("target", 0.97, "The precision the chosen threshold must reach.")
+flags.DEFINE_integer("scale", 1, "Scenes drawn this many times larger, read at a photo's resolution "
+                     "(`scene.scene_photo`); 1: the localiser's 128-pixel scenes, as trained on.")
 flags.DEFINE_string("out", "", "Also write the JSON here.")
 
 THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
@@ -43,7 +45,7 @@ def table(confidence: np.ndarray, right: np.ndarray, target: float) -> dict:
 def main(argv: list[str]) -> None:
     del argv
     from svhn_jax.core.cli import quiet_libraries
-    from svhn_jax.data.synth.scene import render_scene, scene_number
+    from svhn_jax.data.synth.scene import render_scene, scene_number, scene_photo
     from svhn_jax.infer import whole_photo
     from svhn_jax.infer.localiser import Localiser
     from svhn_jax.infer.reader import Reader
@@ -54,11 +56,13 @@ def main(argv: list[str]) -> None:
     confidence, right = [], []
     for i in range(FLAGS.num):
         truth = scene_number(FLAGS.seed, i)
-        result = whole_photo.read_photo(reader, localiser, render_scene(FLAGS.seed, i)[0])
+        photo = render_scene(FLAGS.seed, i)[0] if FLAGS.scale == 1 else scene_photo(FLAGS.seed, i, FLAGS.scale)[0]
+        result = whole_photo.read_photo(reader, localiser, photo)
         confidence.append(result["confidence"] if result["reading"] else 0.0)
         right.append(bool(truth) and result["reading"] == truth)
     confidence, right = np.array(confidence), np.array(right)
-    report = {"benchmark": "confidence_calibration", "num": FLAGS.num, "seed": FLAGS.seed, "target": FLAGS.target,
+    report = {"benchmark": "confidence_calibration", "num": FLAGS.num, "seed": FLAGS.seed, "scale": FLAGS.scale,
+              "target": FLAGS.target,
               "accuracy": float(right.mean()), "default_min_confidence": whole_photo.DEFAULT_MIN_CONFIDENCE,
               **table(confidence, right, FLAGS.target), "seconds": round(time.perf_counter() - start, 1),
               "date": time.strftime("%Y-%m-%d")}

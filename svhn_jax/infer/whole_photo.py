@@ -17,7 +17,11 @@
    also looks closer: at overlapping windows of 0.45 x the photo's longer side (`tiles`), each seen at
    its full 128 pixels, where a number at 3 % of the photo's width is as wide as the whole look shows
    one at 8 %. Their boxes that the whole look missed (`closer_candidates`) are read as in 2-4 and
-   compete with the same score. A photo where no look finds a number answers ``number: null`` with
+   compete with the same score;
+6. when the answer is still that unsure, the photo's own marks are looked at (`line_candidates`):
+   lines of two to five digit-like marks (`infer.digit_lines`: side by side or stacked) that the
+   localiser, looking at each up close, agrees hold a number are read as in 3 and compete, scored by
+   that close look's confidence. A photo where no look finds a number answers ``number: null`` with
    a reason.
 
 A user's `box` skips 1-2: the box is read as given (its localiser confidence is then None), clipped to
@@ -31,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from svhn_jax.infer import digit_lines
 from svhn_jax.infer.localiser import Localiser
 from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, load_photo
 from svhn_jax.infer.reader import Reader, ranked, views, vote
@@ -53,6 +58,10 @@ MIN_TILE_CONFIDENCE = 0.3        # the localiser's confidence a closer look's bo
 TILE_NEW_IOU = 0.3               # a closer look's box is new when it overlaps every earlier box less
 LOOK_CLOSER = 0.1                # closer looks are read when the best answer's confidence is below this
 EDGE = 0.03                      # a closer look's box this near (of its side) to its inner edge is cut by it
+NUM_LINE_CANDIDATES = 3          # lines of digit-like marks read (those the close look is surest of)
+MAX_LINES = 64                   # lines looked at up close, tallest marks first (bounded time)
+LINE_AGREE_IOU = 0.3             # a line counts when the close look's box overlaps it this much
+READ_LINES = LOOK_CLOSER         # lines are read when the best answer's confidence is still below this
 DEFAULT_MIN_CONFIDENCE = 0.7     # predict's and score_photos' default: the lowest threshold (0.1 steps) whose
                                  # answers are >= 97 % right on held-out synthetic scenes
                                  # (scripts/calibrate_confidence.py, docs/localiser.md)
@@ -67,17 +76,22 @@ def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return image[y0:y1, x0:x1], np.array([x0, y0], float)
 
 
-def refine(localiser: Localiser, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """`box` redrawn from a second look at the photo around it (the localiser's best box there)."""
+def close_look(localiser: Localiser, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float]:
+    """The localiser's look at the photo around `box`, zoomed so a number there fills it as an SVHN photo
+    does: (its best box, in the photo's pixels, and its confidence in it)."""
     side = max(MIN_ZOOM_SIDE, ZOOM_CONTEXT * float(box[2:].max()))
     centre = box[:2] + box[2:] / 2
     region, origin = _crop(image, np.r_[centre - side / 2, side, side])
     boxes, confidence, _ = localiser.locate([region], k=1)
-    if confidence[0, 0] <= 0.0:
-        return box
     found = boxes[0, 0].copy()
     found[:2] += origin
-    return found
+    return found, float(confidence[0, 0])
+
+
+def refine(localiser: Localiser, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """`box` redrawn from a second look at the photo around it (the localiser's best box there)."""
+    found, confidence = close_look(localiser, image, box)
+    return box if confidence <= 0.0 else found
 
 
 def row_cuts(region: np.ndarray, rows: int) -> np.ndarray:
@@ -235,6 +249,20 @@ def closer_candidates(localiser: Localiser, image: np.ndarray,
     return new, new_conf
 
 
+def line_candidates(localiser: Localiser, image: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+    """Lines of digit-like marks in the photo (`digit_lines`; at most `MAX_LINES`) that the localiser,
+    looking at each up close (`close_look`), agrees hold a number (its box overlaps the line, IoU >=
+    `LINE_AGREE_IOU`): up to `NUM_LINE_CANDIDATES` line boxes, surest first, with that look's confidence."""
+    scored = []
+    for line in digit_lines.lines(digit_lines.components(image))[:MAX_LINES]:
+        line = clip(image, line)
+        found, confidence = close_look(localiser, image, line)
+        if confidence > 0.0 and iou(found, line) >= LINE_AGREE_IOU:
+            scored.append((confidence, line))
+    scored.sort(key=lambda s: -s[0])
+    return [line for _, line in scored[:NUM_LINE_CANDIDATES]], [c for c, _ in scored[:NUM_LINE_CANDIDATES]]
+
+
 def read_photo(reader: Reader, localiser: Localiser | None, image: np.ndarray,
                box: tuple[int, int, int, int] | None = None, tta: bool = True) -> dict[str, Any]:
     """One photo's answer: {"reading", "confidence", "box" [x, y, w, h] or None, "box_confidence",
@@ -277,6 +305,8 @@ def read_photo(reader: Reader, localiser: Localiser | None, image: np.ndarray,
     read_all(found, box_conf)
     if best["confidence"] < LOOK_CLOSER:  # unsure: the number may be too small for the whole look
         read_all(*closer_candidates(localiser, image, found))
+    if best["confidence"] < READ_LINES:  # still unsure: the localiser may have missed it; the marks' lines
+        read_all(*line_candidates(localiser, image))
     if best["confidence"] < 0:  # no box anywhere
         return {"reading": "", "confidence": 0.0, "box": None, "box_confidence": None, "no_number": p_none,
                 "reason": f"no house number found (the localiser gives {p_none:.2f} to none)", "next_readings": []}

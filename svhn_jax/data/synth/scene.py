@@ -156,17 +156,21 @@ def _kind_and_layout(geometry: np.random.Generator) -> tuple[str, Layout | None]
     return kind, sample_layout(geometry) if kind == "svhn" else wall_layout(geometry)
 
 
-def render_scene(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scene `index` of the set `seed`: (uint8 [SIZE, SIZE, 3], float32 [4] union box x, y, w, h in its
-    pixels, all NaN when it holds no number). Depends only on (seed, index)."""
+def scene_photo(seed: int, index: int, scale: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scene `index` of the set `seed` as a photo, before letterboxing, drawn `scale` times larger (the
+    same kind, number and layout; a photo's resolution for `whole_photo.read_photo` to read): (uint8
+    [H, W, 3], float [4] union box x, y, w, h in its pixels, or None when it holds no number)."""
     geometry, appearance = example_rngs(seed, index)
     kind, layout = _kind_and_layout(geometry)
     box = None
     if layout is None:
         width, height = _photo_size(geometry)
         text_height = SIZE * math.exp(geometry.uniform(math.log(0.03), math.log(0.3)))
-        image = render_wall(appearance, width, height, d=text_height)
+        image = render_wall(appearance, width * scale, height * scale, d=text_height * scale)
     else:
+        if scale != 1:
+            layout = Layout(width=layout.width * scale, height=layout.height * scale, labels=layout.labels,
+                            boxes=layout.boxes * scale)
         image, boxes = render(layout, appearance)
         box = np.r_[boxes[:, :2].min(0), (boxes[:, :2] + boxes[:, 2:]).max(0) - boxes[:, :2].min(0)].astype(float)
         if kind == "wall" and appearance.random() < P_CAPTION:
@@ -177,6 +181,13 @@ def render_scene(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         image = _night(appearance, image)
     if kind != "svhn" and appearance.random() < P_TILT:
         image, box = _tilt(appearance, image, box)
+    return image, box
+
+
+def render_scene(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scene `index` of the set `seed`: (uint8 [SIZE, SIZE, 3], float32 [4] union box x, y, w, h in its
+    pixels, all NaN when it holds no number). Depends only on (seed, index)."""
+    image, box = scene_photo(seed, index)
     canvas, scale, (left, top) = letterbox(image, SIZE)
     if box is None:
         return canvas, np.full(4, np.nan, np.float32)

@@ -1,0 +1,62 @@
+"""Digit-like marks and their lines (`infer.digit_lines`), and the whole-photo step that reads them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib import font_manager
+from PIL import Image, ImageDraw, ImageFont
+
+from svhn_jax.infer import digit_lines
+from svhn_jax.models.decoding import iou
+
+FONT = font_manager.findfont("DejaVu Sans")
+
+
+def _text_photo(text: str, size: tuple[int, int], where: tuple[int, int], height: int, ink=(30, 30, 30),
+                paper=(225, 220, 210), stacked: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A wall with `text` drawn on it (one line, or one character under the other): (photo, ink box)."""
+    photo = Image.new("RGB", size, paper)
+    draw = ImageDraw.Draw(photo)
+    font = ImageFont.truetype(FONT, height)
+    x, y = where
+    boxes = []
+    for k, char in enumerate(text if stacked else [text]):
+        top = y + k * height  # digits about 0.75 x the font size high: gaps of a third of a digit
+        draw.text((x, top), char, font=font, fill=ink)
+        boxes.append(draw.textbbox((x, top), char, font=font))
+    b = np.array(boxes, float)
+    x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+    return np.asarray(photo), np.array([x0, y0, x1 - x0, y1 - y0])
+
+
+def test_marks_side_by_side_or_stacked_make_lines_and_others_do_not():
+    row = [[0, 0, 10, 20], [14, 1, 10, 20], [28, 0, 10, 21]]            # three digits on a line
+    column = [[200, 0, 12, 20], [201, 26, 12, 20]]                     # two, one under the other
+    loose = [[100, 100, 10, 20], [300, 300, 10, 20], [120, 100, 3, 60]]  # alone, or of another height
+    lines = digit_lines.lines(np.array(row + column + loose, float))
+    assert [b.tolist() for b in lines] == [[0, 0, 38, 21], [200, 0, 13, 46]]
+    six = np.array([[16.0 * k, 0, 10, 20] for k in range(6)])  # more digits than a house number has
+    assert digit_lines.lines(six) == [] and digit_lines.lines(six[:1]) == []
+
+
+@pytest.mark.parametrize("ink,paper", [((30, 30, 30), (225, 220, 210)), ((250, 250, 240), (20, 25, 35))],
+                         ids=["dark_on_light", "light_on_dark"])
+def test_a_number_drawn_on_a_wall_is_found_as_one_line(ink, paper):
+    photo, where = _text_photo("4775", (1280, 960), (700, 200), 60, ink, paper)
+    marks = digit_lines.components(photo)
+    assert max(iou(m, where) for m in marks) < 0.5  # marks are digits, not the whole number
+    assert max(iou(line, where) for line in digit_lines.lines(marks)) > 0.7
+
+
+def test_stacked_digits_are_found_as_a_tall_line():
+    photo, where = _text_photo("905", (700, 1000), (300, 150), 120, stacked=True)
+    found = digit_lines.lines(digit_lines.components(photo))
+    best = max(found, key=lambda line: iou(line, where))
+    assert iou(best, where) > 0.7 and best[3] > 2 * best[2]
+
+
+def test_a_photo_without_digit_like_marks_has_no_lines():
+    photo = np.full((600, 800, 3), 200, np.uint8)
+    photo[100:400, 100:300] = (90, 60, 40)    # a door
+    photo[150:250, 500:700] = (180, 200, 230)  # a window
+    assert digit_lines.lines(digit_lines.components(photo)) == []
