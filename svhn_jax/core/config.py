@@ -82,6 +82,7 @@ def localiser() -> ml_collections.ConfigDict:
     c.num_scenes_train = 24_000   # dataset=scenes: scenes rendered per split
     c.num_scenes_test = 1000
     c.scene_seed = 0              # added to the split's seed
+    c.scene_facades = 0.0         # share of wall / no-number scenes drawn as a house front (data/synth/facade.py)
     return c
 
 

@@ -44,9 +44,15 @@ def split_path(root: str | os.PathLike, dataset: str, recipe: str, split: str) -
 
 def dataset_folder(config: ml_collections.ConfigDict) -> str:
     """The folder of ``config.dataset`` under the data root: its name, ``synthetic_open`` for synthetic
-    photos in another font set than matplotlib's (``config.synthetic_fonts``), so both sets are kept."""
+    photos in another font set than matplotlib's (``config.synthetic_fonts``) and ``scenes_facadesNN`` for
+    scenes with NN % house fronts (``config.scene_facades``), so every set is kept."""
     fonts = config.get("synthetic_fonts", "matplotlib")
-    return f"synthetic_{fonts}" if config.dataset == "synthetic" and fonts != "matplotlib" else config.dataset
+    if config.dataset == "synthetic" and fonts != "matplotlib":
+        return f"synthetic_{fonts}"
+    facades = float(config.get("scene_facades", 0.0))
+    if config.dataset == "scenes" and facades > 0:
+        return f"scenes_facades{round(100 * facades)}"
+    return config.dataset
 
 
 def split_file(config: ml_collections.ConfigDict, split: str) -> Path:

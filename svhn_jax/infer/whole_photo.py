@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from svhn_jax.infer import digit_lines
 from svhn_jax.infer.localiser import Localiser
 from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, load_photo
 from svhn_jax.infer.reader import Reader, ranked, views, vote
@@ -253,6 +252,7 @@ def line_candidates(localiser: Localiser, image: np.ndarray) -> tuple[list[np.nd
     """Lines of digit-like marks in the photo (`digit_lines`; at most `MAX_LINES`) that the localiser,
     looking at each up close (`close_look`), agrees hold a number (its box overlaps the line, IoU >=
     `LINE_AGREE_IOU`): up to `NUM_LINE_CANDIDATES` line boxes, surest first, with that look's confidence."""
+    from svhn_jax.infer import digit_lines  # OpenCV and SciPy (0.3 s to import) only for photos that need them
     scored = []
     for line in digit_lines.lines(digit_lines.components(image))[:MAX_LINES]:
         line = clip(image, line)

@@ -87,6 +87,26 @@ def test_scenes_are_a_function_of_seed_and_index_with_boxes_inside():
     assert (boxes[has, 2:] >= 1).all()
 
 
+def test_house_fronts_are_drawn_clear_of_the_number_and_only_when_asked():
+    from svhn_jax.core import config as core_config
+    from svhn_jax.data import paths
+    changed = 0
+    for i in range(40):
+        plain, box = synth_scene.scene_photo(HELD_OUT_SEED, i)
+        front, same_box = synth_scene.scene_photo(HELD_OUT_SEED, i, facades=1.0)
+        assert np.array_equal(box, same_box) if box is not None else same_box is None
+        assert front.shape == plain.shape, i  # the same draws: the same photo size, tilt and all
+        changed += not np.array_equal(front, plain)
+        if box is not None and not np.array_equal(front, plain):  # the number and its margin are untouched
+            x, y, w, h = np.round(box).astype(int)
+            assert np.array_equal(front[y:y + h, x:x + w], plain[y:y + h, x:x + w]), i
+    assert changed >= 15  # wall and no-number scenes (65 % expected), drawn as house fronts
+    c = core_config.localiser()
+    assert paths.dataset_folder(c) == "scenes"
+    c.scene_facades = 0.5
+    assert paths.dataset_folder(c) == "scenes_facades50"  # kept apart from the plain scenes
+
+
 def test_stacked_rows_cut_at_the_gaps_and_lay_the_rows_side_by_side():
     photo = np.zeros((200, 100, 3), np.uint8)
     for top, value in ((40, 60), (85, 150), (130, 240)):  # three 30 x 30 "digits", 15-pixel gaps

@@ -10,7 +10,9 @@ number's union box (x, y, w, h in those pixels; NaN when the scene holds no numb
   date elsewhere (digits that are not the house number); sometimes the digits are stacked vertically;
 - "none": the same walls, clutter and words, without a number.
 
-Then, scene-wide: a night exposure (dark scene, bright digits stay bright) or a tilted photo (rotated,
+With ``scene_facades`` > 0 (a config key), that share of "wall" and "none" scenes is drawn as a house
+front (`facade.house_front`: doors, windows, shutters, lamps, siding, plants). Then, scene-wide: a
+night exposure (dark scene, bright digits stay bright) or a tilted photo (rotated,
 black corners, as users' edited photos are). `write_scenes` renders a set into one HDF5 file (whole or
 not at all: a full disk raises an OSError and leaves nothing); `ensure_split` is dataset=scenes in the
 data registry (`data/sources.py`): it renders a split once.
@@ -33,6 +35,7 @@ from svhn_jax.core.fileio import atomic_write
 from svhn_jax.core.signals import end_pool_now, sigint_ignored
 from svhn_jax.data import paths
 from svhn_jax.data.preprocess import get_recipe, letterbox
+from svhn_jax.data.synth.facade import house_front
 from svhn_jax.data.synth.geometry import Layout, example_rngs, sample_layout
 from svhn_jax.data.synth.materials import text_font, text_mask
 from svhn_jax.data.synth.render import render, render_wall
@@ -49,6 +52,7 @@ STREETS = ("BENSON", "REGENT", "Golden", "OAK", "Maple", "Church", "MILL", "Stat
 STREET_KINDS = ("STREET", "AVENUE", "Square", "ROAD", "Lane", "DRIVE", "Court", "Close", "Way", "PLACE", "Gardens")
 MAX_TILT = 20.0                 # degrees
 MIN_DIGIT_PX = 3                # the smallest digit height drawn in the SIZE-pixel photo
+FACADE_STREAM = 4               # the house fronts' own random stream (with seed, index): other draws unchanged
 
 
 def _photo_size(rng: np.random.Generator) -> tuple[int, int]:
@@ -156,10 +160,12 @@ def _kind_and_layout(geometry: np.random.Generator) -> tuple[str, Layout | None]
     return kind, sample_layout(geometry) if kind == "svhn" else wall_layout(geometry)
 
 
-def scene_photo(seed: int, index: int, scale: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+def scene_photo(seed: int, index: int, scale: int = 1, facades: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
     """Scene `index` of the set `seed` as a photo, before letterboxing, drawn `scale` times larger (the
     same kind, number and layout; a photo's resolution for `whole_photo.read_photo` to read): (uint8
-    [H, W, 3], float [4] union box x, y, w, h in its pixels, or None when it holds no number)."""
+    [H, W, 3], float [4] union box x, y, w, h in its pixels, or None when it holds no number).
+    `facades`: the share of "wall" and "none" scenes drawn as a house front (`facade.house_front`, from
+    draws of their own: with 0 the scenes are those of before)."""
     geometry, appearance = example_rngs(seed, index)
     kind, layout = _kind_and_layout(geometry)
     box = None
@@ -177,6 +183,10 @@ def scene_photo(seed: int, index: int, scale: int = 1) -> tuple[np.ndarray, np.n
             image = _caption(appearance, image, box)
         if kind == "wall" and appearance.random() < P_PHONE:
             image = _phone(appearance, image, box)
+    if facades > 0 and kind != "svhn":
+        front = np.random.default_rng([int(seed), int(index), FACADE_STREAM])
+        if front.random() < facades:
+            image = house_front(front, image, box)
     if kind != "svhn" and appearance.random() < P_NIGHT:
         image = _night(appearance, image)
     if kind != "svhn" and appearance.random() < P_TILT:
@@ -184,10 +194,10 @@ def scene_photo(seed: int, index: int, scale: int = 1) -> tuple[np.ndarray, np.n
     return image, box
 
 
-def render_scene(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(seed: int, index: int, facades: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Scene `index` of the set `seed`: (uint8 [SIZE, SIZE, 3], float32 [4] union box x, y, w, h in its
-    pixels, all NaN when it holds no number). Depends only on (seed, index)."""
-    image, box = scene_photo(seed, index)
+    pixels, all NaN when it holds no number). Depends only on (seed, index, facades)."""
+    image, box = scene_photo(seed, index, facades=facades)
     canvas, scale, (left, top) = letterbox(image, SIZE)
     if box is None:
         return canvas, np.full(4, np.nan, np.float32)
@@ -201,17 +211,19 @@ def scene_number(seed: int, index: int) -> str:
     return "" if layout is None else "".join(str(label % 10) for label in layout.labels)
 
 
-def _render_range(task: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    seed, start, stop = task
-    scenes = [render_scene(seed, i) for i in range(start, stop)]
+def _render_range(task: tuple[int, int, int, float]) -> tuple[np.ndarray, np.ndarray]:
+    seed, start, stop, facades = task
+    scenes = [render_scene(seed, i, facades) for i in range(start, stop)]
     return np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes])
 
 
-def write_scenes(path: str | os.PathLike, num: int, seed: int, workers: int = 2, chunk: int = 250) -> Path:
-    """Renders scenes 0 .. num-1 of `seed` into the HDF5 file `path` ("images" uint8 [N, S, S, 3],
-    "boxes" float32 [N, 4]), written whole or not at all; the same (num, seed) give the same bytes."""
+def write_scenes(path: str | os.PathLike, num: int, seed: int, workers: int = 2, chunk: int = 250,
+                 facades: float = 0.0) -> Path:
+    """Renders scenes 0 .. num-1 of `seed` (`facades`: as `scene_photo`) into the HDF5 file `path`
+    ("images" uint8 [N, S, S, 3], "boxes" float32 [N, 4]), written whole or not at all; the same
+    (num, seed, facades) give the same bytes."""
     path = Path(path)
-    tasks = [(seed, s, min(s + chunk, num)) for s in range(0, num, chunk)]
+    tasks = [(seed, s, min(s + chunk, num), facades) for s in range(0, num, chunk)]
 
     def write(tmp: Path) -> None:
         # HDF5's chunk cache is off, as in `store.SplitWriter`: a failed write (a full disk) raises in the
@@ -221,13 +233,13 @@ def write_scenes(path: str | os.PathLike, num: int, seed: int, workers: int = 2,
         try:
             images = f.create_dataset("images", (num, SIZE, SIZE, 3), np.uint8, chunks=(min(64, num), SIZE, SIZE, 3))
             boxes = f.create_dataset("boxes", (num, 4), np.float32)
-            f.attrs.update(seed=seed, num=num, size=SIZE, version=VERSION)
+            f.attrs.update(seed=seed, num=num, size=SIZE, version=VERSION, facades=facades)
             with sigint_ignored():  # a Ctrl-C is reported by this process alone, which ends the workers
                 pool = get_context("spawn").Pool(workers)
             try:
                 done = pool.imap(_render_range, tasks)
-                for (_, start, stop), (im, bx) in tqdm(zip(tasks, done), total=len(tasks), desc=f"render {path.name}",
-                                                       unit="chunk", leave=False):
+                for (_, start, stop, _), (im, bx) in tqdm(zip(tasks, done), total=len(tasks),
+                                                          desc=f"render {path.name}", unit="chunk", leave=False):
                     images[start:stop], boxes[start:stop] = im, bx
             except BaseException:
                 end_pool_now(pool)
@@ -270,4 +282,4 @@ def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> N
     seed, num = seed_and_num(config, split)
     if _stored(path) != (seed, num, VERSION):
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_scenes(path, num, seed)
+        write_scenes(path, num, seed, facades=float(config.get("scene_facades", 0.0)))
