@@ -60,3 +60,18 @@ def test_a_photo_without_digit_like_marks_has_no_lines():
     photo[100:400, 100:300] = (90, 60, 40)    # a door
     photo[150:250, 500:700] = (180, 200, 230)  # a window
     assert digit_lines.lines(digit_lines.components(photo)) == []
+
+
+def test_line_candidates_are_the_lines_the_localiser_agrees_hold_a_number():
+    """`whole_photo.line_candidates` with the shipped localiser: the drawn number's line is proposed,
+    scored by the close look's confidence; a photo without digit-like marks proposes nothing."""
+    from svhn_jax.infer import whole_photo
+    from svhn_jax.infer.localiser import Localiser
+    loc = Localiser.load()
+    photo, where = _text_photo("4775", (1280, 960), (700, 200), 60)
+    boxes, confidence = whole_photo.line_candidates(loc, photo)
+    assert iou(boxes[0], where) > 0.7 and confidence[0] > 0.5  # measured: IoU 0.92, confidence 0.89
+    found, close = whole_photo.close_look(loc, photo, boxes[0])
+    assert confidence[0] == close and iou(found, boxes[0]) >= whole_photo.LINE_AGREE_IOU
+    blank = np.full((600, 800, 3), 200, np.uint8)
+    assert whole_photo.line_candidates(loc, blank) == ([], [])
