@@ -17,7 +17,12 @@ read one at a time (a lock: the models use every core anyway). An upload over ``
 is refused by the page before it is sent, and by the server; a file that is not a photo, or that
 cannot be decoded, answers one line (``notes.txt: not a readable image (unknown format)``) shown
 on the page, never a traceback. ``GET /api/info`` lists the sample photos the page offers
-(``--samples``: the repo's ``samples/`` when it is there), served from ``GET /samples/NAME``.
+(``--samples``: the repo's ``samples/`` when it is there), served from ``GET /samples/NAME``: only
+regular files inside that folder (a link out of it, to /etc/shadow say, is not served).
+
+The page answers only requests for ``127.0.0.1``, ``localhost`` or ``[::1]`` on its own port (the
+Host header), so a web site whose name was rebound to 127.0.0.1 (DNS rebinding) gets 403, and reads
+only photos posted from the page itself (an Origin or Sec-Fetch-Site of another site: 403).
 
 Starlette, uvicorn and python-multipart (the ``[demo]`` extra) are imported only here and only
 when the page starts: the package itself never needs them; without them the command says so in
@@ -28,13 +33,16 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
+import mimetypes
+import os
 import socket
+import stat
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from absl import app, flags, logging
@@ -55,6 +63,7 @@ PICTURE_SIDES = (480, 1024)  # the drawn picture's longer side: small photos enl
 PAGE = Path(__file__).with_name("demo.html")
 REPO_SAMPLES = Path(__file__).resolve().parents[2] / "samples"  # present in a checkout, not in a wheel
 _MAX_REASON = 300
+MAX_SAMPLE = 64 * MB  # a sample photo larger than this is not served
 # module -> the distribution that provides it (the [demo] extra)
 DEMO_PACKAGES = {"starlette": "starlette", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
 
@@ -103,24 +112,109 @@ class Pipeline:
                 "seconds": round(time.perf_counter() - start, 3)}
 
 
+def _inside(path: Path, folder: Path) -> Path | None:
+    """`path` resolved (every link followed) when that is a regular file inside `folder` (itself
+    resolved), else None: a link out of the folder, to a folder or to a FIFO is not a sample."""
+    real = Path(os.path.realpath(path))
+    try:
+        return real if real.is_relative_to(folder) and stat.S_ISREG(real.stat().st_mode) else None
+    except OSError:
+        return None
+
+
 def sample_photos(folder: str | Path | None) -> dict[str, Path]:
-    """name -> path of the photos in `folder` (none when it is None or not a folder)."""
+    """name -> resolved path of the photos in `folder` (none when it is None or not a folder): regular
+    files inside the folder, links to other files of the folder included, hidden files left out."""
     if not folder or not Path(folder).is_dir():
         return {}
-    return {p.name: p for p in sorted(Path(folder).iterdir())
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")}
+    root = Path(os.path.realpath(folder))
+    found = {p.name: _inside(p, root) for p in sorted(Path(folder).iterdir())
+             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")}
+    return {name: path for name, path in found.items() if path is not None}
+
+
+def read_sample(name: str, folder: str | Path, listed: dict[str, Path]) -> bytes | None:
+    """The bytes of the listed sample `name`, checked again as they are read (a photo removed, or swapped
+    for a link out of the folder or a FIFO, since the start is none: None), at most `MAX_SAMPLE` bytes."""
+    if name not in listed:
+        return None
+    path = _inside(Path(folder) / name, Path(os.path.realpath(folder)))
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        data = f.read(MAX_SAMPLE + 1)
+    return data if len(data) <= MAX_SAMPLE else None
+
+
+# The names the page answers to; any other Host (a DNS-rebinding site's name) is refused.
+LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
+FOREIGN_HOST = "refused: this page answers only http://127.0.0.1:PORT/ or http://localhost:PORT/ on its own port"
+CROSS_SITE = "refused: a photo may be sent only from this page itself"
+
+
+def local_host(host: str, port: int) -> bool:
+    """Whether the Host header `host` names this machine on the serving `port` (no port: port 80)."""
+    host = host.strip().lower()
+    return host in {f"{name}:{port}" for name in LOCAL_NAMES} or (port == 80 and host in LOCAL_NAMES)
+
+
+def same_origin(headers: dict[str, str], host: str) -> bool:
+    """Whether a request with these (lower-case) headers comes from the page itself: an Origin, when
+    sent, is ``http://`` + its Host; a Sec-Fetch-Site, when sent, is "same-origin" or "none" (typed
+    by the user). A client that sends neither (curl, a script) is no browser a site could drive."""
+    origin, site = headers.get("origin"), headers.get("sec-fetch-site")
+    if origin is not None and origin.strip().lower() != f"http://{host.strip().lower()}":
+        return False
+    return site is None or site.strip().lower() in ("same-origin", "none")
+
+
+def refusal(scope: dict[str, Any]) -> str | None:
+    """Why an HTTP request (its ASGI `scope`) is refused, or None: a Host that is not this machine on the
+    serving port (DNS rebinding), or a POST from another site."""
+    headers: dict[str, str] = {}
+    hosts = 0
+    for key, value in scope.get("headers", []):
+        key = key.decode("latin-1").lower()
+        hosts += key == "host"
+        headers[key] = value.decode("latin-1")
+    server = scope.get("server") or (None, None)
+    if hosts != 1 or server[1] is None or not local_host(headers["host"], int(server[1])):
+        return FOREIGN_HOST
+    if scope.get("method") not in ("GET", "HEAD", "OPTIONS") and not same_origin(headers, headers["host"]):
+        return CROSS_SITE
+    return None
+
+
+def guarded(app: Callable) -> Callable:
+    """The ASGI `app` behind `refusal`: a refused request answers 403 ``{"error": one line}`` unread."""
+    from starlette.responses import JSONResponse
+
+    async def guard(scope, receive, send):
+        problem = refusal(scope) if scope["type"] == "http" else None
+        if problem is not None:
+            return await JSONResponse({"error": problem}, status_code=403)(scope, receive, send)
+        return await app(scope, receive, send)
+
+    return guard
 
 
 def create_app(pipeline: Pipeline, samples: str | Path | None = REPO_SAMPLES, max_upload: int = MAX_UPLOAD_MB * MB):
     """The Starlette app: the page (``GET /``), ``GET /api/info`` (sample names, upload limit),
     ``GET /samples/NAME`` and ``POST /api/read`` (a multipart form with the photo in ``photo``) ->
-    `Pipeline.read`'s answer, or ``{"error": one line}`` with status 400, 404, 405, 413, 422 or 500."""
+    `Pipeline.read`'s answer, or ``{"error": one line}`` with status 400, 404, 405, 413, 422 or 500;
+    behind `guarded` (403 for a foreign Host or a cross-site POST)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
-    from starlette.responses import FileResponse, HTMLResponse, JSONResponse
+    from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
     page_html = PAGE.read_text()
@@ -137,8 +231,11 @@ def create_app(pipeline: Pipeline, samples: str | Path | None = REPO_SAMPLES, ma
         return JSONResponse({"samples": list(photos), "max_upload_bytes": max_upload})
 
     async def sample(request: Request):
-        path = photos.get(request.path_params["name"])
-        return FileResponse(path) if path is not None else error(404, "no such sample photo")
+        name = request.path_params["name"]
+        data = await run_in_threadpool(read_sample, name, samples, photos) if samples else None
+        if data is None:
+            return error(404, "no such sample photo")
+        return Response(data, media_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
 
     class TooLarge(Exception):
         pass
@@ -182,9 +279,9 @@ def create_app(pipeline: Pipeline, samples: str | Path | None = REPO_SAMPLES, ma
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
         return error(e.status_code, str(e.detail))
 
-    return Starlette(routes=[Route("/", page), Route("/api/info", info), Route("/samples/{name}", sample),
+    return guarded(Starlette(routes=[Route("/", page), Route("/api/info", info), Route("/samples/{name}", sample),
                              Route("/api/read", read, methods=["POST"])],
-                     exception_handlers={HTTPException: http_error})
+                     exception_handlers={HTTPException: http_error}))
 
 
 # ----------------------------------------------------------------------------- CLI

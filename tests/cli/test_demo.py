@@ -37,7 +37,8 @@ def client():
     from svhn_jax.infer.localiser import Localiser
     from svhn_jax.infer.reader import Reader
     pipeline = demo.Pipeline(Reader.load(), Localiser.load())
-    with TestClient(demo.create_app(pipeline, REPO / "samples", max_upload=1024 * 1024)) as c:
+    with TestClient(demo.create_app(pipeline, REPO / "samples", max_upload=1024 * 1024),
+                    base_url="http://127.0.0.1") as c:
         c.pipeline = pipeline
         yield c
 
@@ -218,3 +219,141 @@ def test_the_page_in_a_real_browser_reads_what_predict_reads(tmp_path, monkeypat
     output = log.read_text()
     assert server.returncode == 0 and output.rstrip().endswith("svhn_jax photo page: stopped"), output[-2000:]
     assert "Traceback" not in output
+
+
+# ----------------------------------------------------------------------------- a real server, raw requests
+
+SECRET = "not for the page\n"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`python -m svhn_jax.demo --port=0` on a samples folder holding one photo, a link to a file
+    outside it, a link to a folder, a FIFO and a photo that is removed (or swapped) after the start:
+    (base URL, port, samples folder, server log)."""
+    if not HAS_STARLETTE or importlib.util.find_spec("uvicorn") is None:
+        pytest.skip("needs starlette, uvicorn and python-multipart (pip install -e '.[demo]')")
+    root = tmp_path_factory.mktemp("demo_server")
+    secret = root / "secret.png"
+    secret.write_text(SECRET)
+    samples = root / "samples"
+    samples.mkdir()
+    shutil.copy(SAMPLE, samples / "a.png")
+    shutil.copy(SAMPLE, samples / "removed.png")
+    shutil.copy(SAMPLE, samples / "swapped.png")
+    (samples / "inside_link.png").symlink_to("a.png")
+    (samples / "outside.png").symlink_to(secret)
+    (samples / "passwd.png").symlink_to("/etc/passwd")
+    (samples / "folder.png").symlink_to(root)
+    os.mkfifo(samples / "fifo.png")
+    log = root / "server.log"
+    server = start_module("svhn_jax.demo", "--port=0", f"--samples={samples}", "--max_upload_mb=1",
+                          output=log)
+    try:
+        url = _wait_for_url(server, log)
+        yield url, int(url.rstrip("/").rsplit(":", 1)[1]), samples, log
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    output = log.read_text()
+    assert server.returncode == 0 and "Traceback" not in output, output[-3000:]
+
+
+def _request(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None,
+             host: str | None = None) -> tuple[int, bytes]:
+    """One raw HTTP request to 127.0.0.1:`port` with exactly these headers (Host: `host`, default ours)."""
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", host if host is not None else f"127.0.0.1:{port}")
+        for key, value in (headers or {}).items():
+            connection.putheader(key, value)
+        if body or method == "POST":
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+BOUNDARY = "svhnjaxtestboundary"
+
+
+def _form(name: str, data: bytes) -> tuple[bytes, dict]:
+    """A multipart form with the photo `data` in the field "photo": (body, its Content-Type header)."""
+    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def _post_photo(port: int, name: str, data: bytes, headers: dict | None = None, host: str | None = None):
+    body, form_headers = _form(name, data)
+    status, answer = _request(port, "POST", "/api/read", body, {**form_headers, **(headers or {})}, host)
+    return status, json.loads(answer)
+
+
+def test_the_server_lists_and_serves_only_regular_files_inside_its_samples_folder(served):
+    _, port, samples, _ = served
+    status, body = _request(port, "GET", "/api/info")
+    assert status == 200
+    assert json.loads(body)["samples"] == ["a.png", "inside_link.png", "removed.png", "swapped.png"]
+    assert _request(port, "GET", "/samples/a.png") == (200, SAMPLE.read_bytes())
+    assert _request(port, "GET", "/samples/inside_link.png") == (200, SAMPLE.read_bytes())
+    for name in ("outside.png", "passwd.png", "folder.png", "fifo.png", "..%2Fsecret.png", "%2Fetc%2Fpasswd"):
+        status, body = _request(port, "GET", f"/samples/{name}")
+        assert status == 404 and json.loads(body)["error"] in ("no such sample photo", "Not Found"), name
+        assert SECRET.encode() not in body and b"root:" not in body
+    # A listed photo swapped for a link out of the folder after the start is not served either.
+    (samples / "swapped.png").unlink()
+    (samples / "swapped.png").symlink_to("/etc/passwd")
+    status, body = _request(port, "GET", "/samples/swapped.png")
+    assert status == 404 and b"root:" not in body
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}", "LocalHost:{port}"])
+def test_the_server_answers_its_own_host_names(served, host):
+    _, port, _, _ = served
+    assert _request(port, "GET", "/api/info", host=host.format(port=port))[0] == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1:1", "localhost",
+                                  "127.0.0.1.evil.example:{port}", "", "10.0.0.1:{port}"])
+def test_the_server_refuses_a_foreign_host_name_dns_rebinding(served, host):
+    _, port, _, _ = served
+    for method, path in (("GET", "/"), ("GET", "/api/info"), ("GET", "/samples/a.png"), ("POST", "/api/read")):
+        status, body = _request(port, method, path, host=host.format(port=port))
+        assert status == 403, (method, path, status)
+        assert json.loads(body) == {"error": "refused: this page answers only http://127.0.0.1:PORT/ or "
+                                             "http://localhost:PORT/ on its own port"}
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Origin": "null"},
+                                     {"Origin": "http://127.0.0.1:1"}, {"Sec-Fetch-Site": "cross-site"},
+                                     {"Sec-Fetch-Site": "same-site"},
+                                     {"Origin": "http://{host}", "Sec-Fetch-Site": "cross-site"}])
+def test_a_cross_site_post_is_refused(served, headers):
+    _, port, _, _ = served
+    headers = {k: v.format(host=f"127.0.0.1:{port}") for k, v in headers.items()}
+    status, answer = _post_photo(port, "a.png", SAMPLE.read_bytes(), headers)
+    assert (status, answer) == (403, {"error": "refused: a photo may be sent only from this page itself"})
+
+
+@pytest.mark.parametrize("headers", [{}, {"Origin": "http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"},
+                                     {"Origin": "http://localhost:{port}"}, {"Sec-Fetch-Site": "none"}])
+def test_a_same_origin_post_is_read(served, headers):
+    _, port, _, _ = served
+    host = "localhost:{port}" if "localhost" in headers.get("Origin", "") else None
+    headers = {k: v.format(port=port) for k, v in headers.items()}
+    status, answer = _post_photo(port, "a.png", SAMPLE.read_bytes(), headers,
+                                 host=host.format(port=port) if host else None)
+    assert status == 200 and answer["number"] == "23", answer
+
+
+def test_a_sample_removed_after_the_start_answers_one_line(served):
+    _, port, samples, log = served
+    (samples / "removed.png").unlink()
+    status, body = _request(port, "GET", "/samples/removed.png")
+    assert (status, json.loads(body)) == (404, {"error": "no such sample photo"})
+    assert "Traceback" not in log.read_text()
