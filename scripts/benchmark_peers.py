@@ -1,17 +1,22 @@
-"""svhn_jax beside a general OCR package (RapidOCR: PaddleOCR PP-OCRv4 through ONNX) on one labelled folder
-of photos, in one run: accuracy, confident answers, seconds a photo, per photo answers.
+"""svhn_jax beside general OCR packages (RapidOCR 1.4.4: PaddleOCR PP-OCRv4; RapidOCR 3.10: PP-OCRv6 small; both
+through ONNX Runtime) on one labelled folder of photos, in one run: accuracy, confident answers, seconds a
+photo, per photo answers.
 
   python scripts/benchmark_peers.py --labels=CSV FOLDER [--boxes] [--json_out=FILE] [--min_confidence=0.9]
+                                    [--systems=rapidocr_1.4.4,rapidocr_3.10,svhn_jax[,svhn_jax_old]]
 
 Labels: the CSV (``file,number[,x,y,w,h]``, ``none`` = no house number) or JSON that
 ``python -m svhn_jax.score_photos`` reads (``scripts/dev_photo_labels.py`` writes it for the dev photos).
-RapidOCR is the optional extra ``pip install -e '.[peers]'``, never a dependency of the package; without it
-the script says so in one line and exits with status 2.
+The peers are the optional extra ``pip install -e '.[peers]'`` (``rapidocr_onnxruntime==1.4.4`` and
+``rapidocr==3.10.0``, the models in their wheels), never a dependency of the package; a peer asked for
+(``--systems``) and not installed is one line and exit status 2, before anything is read. So is a
+``--json_out`` that cannot be written (a folder, a missing parent): checked before the run; the report is
+written atomically at the end (a full disk keeps an earlier file whole).
 
-The peer's wrapper (`rapidocr_read`, as issue 20 fixes it): the photo decoded by content, not by its name's
-extension (JPEG under ``.png``), EXIF orientation applied; with ``--boxes`` the labelled box padded 15 %
-on each side and cropped; the image (photo or crop) upscaled (bicubic) so that it is at least
-``--min_height`` (96) pixels high (SVHN photos can be ~40 px high; PP-OCR reads text lines at 48 px);
+The peers' wrapper (`load_rapidocr`, as issue 20 fixes it, the same for both versions): the photo decoded
+by content, not by its name's extension (JPEG under ``.png``), EXIF orientation applied; with ``--boxes``
+the labelled box padded 15 % on each side and cropped; the image (photo or crop) upscaled (bicubic) so that it is
+at least ``--min_height`` (96) pixels high (SVHN photos can be ~40 px high; PP-OCR reads text lines at 48 px);
 a JPEG bigger than RapidOCR's own limit (2,000 px) decoded at a reduced scale (JPEG DCT scaling, as
 svhn_jax does). On a whole photo RapidOCR's default pipeline (text detection, angle classifier,
 recognition; lines under its 0.5 score dropped) gives text lines; a box is already the text line, so
@@ -21,9 +26,15 @@ anyway, to measure that). Each line keeps only its digits 0-9; the answer is the
 tallest line that has one (height: its box's vertical extent; ties: the higher score), its
 confidence that line's recognition score; no line with a digit answers none.
 
-svhn_jax reads in-process exactly as ``score_photos`` (and ``predict``) read: the shipped reader and
-localiser, 27 views, no box (the localiser finds the number) or, with ``--boxes``, the labelled box;
-the confidence is predict's answer's ``confidence``. Its one call into the package is `load_svhn_jax`.
+RapidOCR 3.10's API differs (a result object with ``boxes``, ``txts``, ``scores``): `rapidocr3_lines`
+turns it into 1.4.4's lines, so both go through the same `digit_answer`.
+
+svhn_jax reads in-process exactly as ``score_photos`` (and ``predict``) read: the shipped models,
+no box (the whole photo) or, with ``--boxes``, the labelled box; the confidence is predict's answer's
+``confidence``. Its one call into the package is `load_svhn_jax`. ``svhn_jax_old`` (asked for by
+``--systems``) is the whole-photo pipeline before issue 27 (``svhn_jax/infer/whole_photo.py`` at
+``--old_rev``, read from git, on the same shipped reader and localiser): the old and new pipelines in
+one run.
 
 Scoring (`summarise`): a photo is right when the whole number is (exact string; a photo without a
 number is right when the answer is none); at ``--min_confidence``: answered (a number at or above
@@ -36,6 +47,7 @@ one process; wall-clock on a shared machine is noisy.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -57,6 +69,11 @@ MIN_HEIGHT = 96  # the image handed to RapidOCR is upscaled to at least this man
 RAPIDOCR_MAX_SIDE = 2000  # RapidOCR's own max_side_len: bigger photos are reduced to it anyway
 MISSING = ("rapidocr_onnxruntime is not installed: pip install -e '.[peers]' "
            "(or pip install rapidocr_onnxruntime==1.4.4)")
+MISSING_3 = ("rapidocr (3.10) is not installed: pip install -e '.[peers]' "
+             "(or pip install rapidocr==3.10.0)")
+SYSTEMS = ("rapidocr_1.4.4", "rapidocr_3.10", "svhn_jax", "svhn_jax_old")
+DEFAULT_SYSTEMS = "rapidocr_1.4.4,rapidocr_3.10,svhn_jax"
+OLD_REV = "10d95a0"  # the last commit of the pipeline before issue 27 (localiser + square reader + rules)
 Answer = dict[str, Any]
 
 
@@ -117,15 +134,35 @@ def timing(load_s: float, seconds: Sequence[float]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- the two systems
 
-def import_rapidocr() -> tuple[Any, float]:
-    """(the RapidOCR class, seconds its import took); SystemExit(2) with one line when it is missing."""
+def import_rapidocr(version: str = "1.4.4") -> tuple[Any, float]:
+    """(the RapidOCR class of `version` "1.4.4" or "3.10", seconds its import took); SystemExit(2) with one
+    line when it is missing."""
     start = time.perf_counter()
     try:
-        from rapidocr_onnxruntime import RapidOCR
+        if version == "1.4.4":
+            from rapidocr_onnxruntime import RapidOCR
+        else:
+            from rapidocr import RapidOCR
     except ImportError:
-        print(f"error: {MISSING}", file=sys.stderr)
+        print(f"error: {MISSING if version == '1.4.4' else MISSING_3}", file=sys.stderr)
         raise SystemExit(2) from None
     return RapidOCR, time.perf_counter() - start
+
+
+def rapidocr3_lines(result: Any) -> list[list[Any]] | None:
+    """RapidOCR 3.x's result (``boxes`` [N, 4, 2] or None, ``txts``, ``scores``) as 1.4.4's lines
+    ``[box, text, score]`` (None: nothing found)."""
+    boxes, txts, scores = (getattr(result, k, None) for k in ("boxes", "txts", "scores"))
+    if boxes is None or txts is None:
+        return None
+    return [[[[float(x), float(y)] for x, y in box], str(text), float(score)]
+            for box, text, score in zip(boxes, txts, scores)]
+
+
+def rapidocr3_texts(result: Any) -> list[tuple[str, float]]:
+    """RapidOCR 3.x's recognition-only result (``txts``, ``scores``) as 1.4.4's ``[(text, score)]``."""
+    txts, scores = getattr(result, "txts", None), getattr(result, "scores", None)
+    return [] if txts is None else [(str(t), float(c)) for t, c in zip(txts, scores)]
 
 
 def open_photo(path: Path, box: Sequence[float] | None, min_height: int) -> Any:
@@ -149,15 +186,21 @@ def whole_image_lines(results: Sequence[Sequence[Any]] | None, width: int, heigh
     return [[box, text, score] for text, score, *_ in results or ()]
 
 
-def load_rapidocr(rapidocr_class: Any, min_height: int, detect_in_box: bool = False) -> Callable[[Path, Any], Answer]:
+def load_rapidocr(rapidocr_class: Any, min_height: int, detect_in_box: bool = False,
+                  version: str = "1.4.4") -> Callable[[Path, Any], Answer]:
     """read(path, box or None) -> the peer's answer: the whole photo through RapidOCR's full pipeline;
     a box (a text line already found) through its angle classifier and recogniser only, unless
-    `detect_in_box` (then the full pipeline on the crop too)."""
+    `detect_in_box` (then the full pipeline on the crop too). `version` "3.10": RapidOCR 3's result objects."""
     engine = rapidocr_class()
 
     def read(path: Path, box: Sequence[float] | None) -> Answer:
         image = open_photo(path, box, min_height)
-        if box is None or detect_in_box:
+        if version != "1.4.4":
+            if box is None or detect_in_box:
+                lines = rapidocr3_lines(engine(image))
+            else:
+                lines = whole_image_lines(rapidocr3_texts(engine(image, use_det=False)), image.width, image.height)
+        elif box is None or detect_in_box:
             lines, _ = engine(image)
         else:
             lines = whole_image_lines(engine(image, use_det=False)[0], image.width, image.height)
@@ -188,6 +231,43 @@ def load_svhn_jax() -> Callable[[Path, Any], Answer]:
         a = score_photos.read_all(reader, localiser, path.parent, [row], use_box=box is not None)[0]
         return {k: a.get(k) for k in ("number", "confidence", "reading", "box", "reason", "error") if k in a}
     return read
+
+
+def load_svhn_jax_old(rev: str = OLD_REV) -> Callable[[], Callable[[Path, Any], Answer]]:
+    """The whole-photo pipeline before issue 27: ``svhn_jax/infer/whole_photo.py`` at git revision `rev`
+    (read with ``git show``; SystemExit(2) with one line when git cannot give it), run on the shipped
+    reader and localiser. Returns the loader (`run_system` times the load)."""
+    import subprocess
+    try:
+        source = subprocess.run(["git", "show", f"{rev}:svhn_jax/infer/whole_photo.py"], cwd=REPO,
+                                capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"error: --old_rev={rev}: cannot read the old pipeline from git ({getattr(e, 'stderr', '') or e})"
+              .strip(), file=sys.stderr)
+        raise SystemExit(2) from None
+
+    def load() -> Callable[[Path, Any], Answer]:
+        import types
+
+        from absl import logging
+
+        from svhn_jax.core import compilation_cache
+        from svhn_jax.core.cli import quiet_libraries
+        from svhn_jax.infer.localiser import Localiser
+        from svhn_jax.infer.reader import Reader
+        logging.set_verbosity(logging.ERROR)
+        quiet_libraries()
+        compilation_cache.enable(None)
+        old = types.ModuleType("whole_photo_old")
+        exec(compile(source, f"whole_photo.py@{rev}", "exec"), old.__dict__)  # noqa: S102 (our own code, from git)
+        reader, localiser = Reader.load(None), Localiser.load(None)
+
+        def read(path: Path, box: Sequence[float] | None) -> Answer:
+            result, _, _ = old.read_file(reader, localiser, str(path), tuple(box) if box is not None else None)
+            a = old.answer(path.name, result, 0.0)
+            return {k: a.get(k) for k in ("number", "confidence", "reading", "box", "reason") if k in a}
+        return read
+    return load
 
 
 def run_system(load: Callable[[], Callable[[Path, Any], Answer]], folder: Path, labels: Sequence[dict[str, Any]],
@@ -247,7 +327,7 @@ def table(systems: dict[str, dict[str, Any]], min_confidence: float) -> str:
 def versions() -> dict[str, str | None]:
     from importlib import metadata
     out = {}
-    for name in ("rapidocr_onnxruntime", "onnxruntime", "opencv-python", "jax", "jaxlib", "svhn_jax"):
+    for name in ("rapidocr_onnxruntime", "rapidocr", "onnxruntime", "opencv-python", "jax", "jaxlib", "svhn_jax"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -266,7 +346,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="RapidOCR's input is upscaled to at least this height (0: never).")
     parser.add_argument("--peer_detect_in_box", action="store_true",
                         help="With --boxes, run RapidOCR's text detector in the crop too (default: recognition only).")
+    parser.add_argument("--systems", default=DEFAULT_SYSTEMS,
+                        help=f"Comma-separated, run in this order; of {', '.join(SYSTEMS)}.")
+    parser.add_argument("--old_rev", default=OLD_REV, help="The git revision svhn_jax_old's pipeline is read from.")
     args = parser.parse_args(argv)
+    names = [n.strip() for n in args.systems.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SYSTEMS]
+    if not names or unknown or len(set(names)) != len(names):
+        print(f"error: --systems={args.systems}: name each of {', '.join(SYSTEMS)} at most once", file=sys.stderr)
+        return 2
+    if args.json_out:
+        problem = output_problem(Path(args.json_out))
+        if problem:
+            print(f"error: --json_out={args.json_out}: cannot write there ({problem})", file=sys.stderr)
+            return 2
     from svhn_jax.infer.photos import read_labels
     try:
         labels = read_labels(args.labels)
@@ -286,14 +379,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.folder.is_dir():
         print(f"error: {args.folder}: not a folder", file=sys.stderr)
         return 2
-    rapidocr_class, rapidocr_import_s = import_rapidocr()
+    loaders = {}  # every system asked for is checked (imported) before the first photo is read
+    for name in names:
+        if name.startswith("rapidocr_"):
+            version = name.split("_", 1)[1]
+            rapidocr_class, import_s = import_rapidocr(version)
+            loaders[name] = (functools.partial(load_rapidocr, rapidocr_class, args.min_height,
+                                               args.peer_detect_in_box, version), import_s)
+        elif name == "svhn_jax":
+            loaders[name] = (load_svhn_jax, 0.0)
+        else:
+            loaders[name] = (load_svhn_jax_old(args.old_rev), 0.0)
     truths = [r["number"] for r in labels]
-
-    def peer() -> Callable[[Path, Any], Answer]:
-        return load_rapidocr(rapidocr_class, args.min_height, args.peer_detect_in_box)
-
     systems = {}
-    for name, load, extra in (("rapidocr", peer, rapidocr_import_s), ("svhn_jax", load_svhn_jax, 0.0)):
+    for name, (load, extra) in loaders.items():
         answers, times = run_system(load, args.folder, labels, args.boxes, extra)
         systems[name] = {"summary": summarise(answers, truths, args.min_confidence), "timing": times,
                          "answers": answers}
@@ -305,8 +404,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                   "versions": versions(), "systems": systems}
-        Path(args.json_out).write_text(json.dumps(report, indent=1) + "\n")
+        try:
+            write_report(Path(args.json_out), report)
+        except OSError as e:
+            print(f"error: --json_out={args.json_out}: cannot write there ({e.strerror or e}); "
+                  "an earlier file is kept", file=sys.stderr)
+            return 1
     return 0
+
+
+def output_problem(path: Path) -> str | None:
+    """Why the report cannot be written at `path` (checked before the run), or None: a folder, a missing
+    or unwritable parent folder."""
+    if path.is_dir():
+        return "a folder"
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        return f"no folder {parent}"
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "not writable"
+    return None
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """The report as JSON at `path`, atomically (`fileio.atomic_write`): whole or not at all."""
+    from svhn_jax.core.fileio import atomic_write
+    text = json.dumps(report, indent=1) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
-"""scripts/benchmark_peers.py: the peer wrapper's digit-string choice, the scoring, the one-line error
-without RapidOCR, and (slow, with RapidOCR installed) both systems on samples/ against score_photos."""
+"""scripts/benchmark_peers.py: the peer wrapper's digit-string choice (RapidOCR 1.4.4's and 3.10's results),
+the scoring, the one-line errors (no RapidOCR, a --json_out it cannot write, checked before the run), the
+atomic report (a full disk keeps the earlier file), and (slow, with the peers installed) every system on
+samples/ against score_photos."""
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+import textwrap
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from conftest import REPO
 
@@ -73,6 +78,21 @@ def test_padded_box_and_upscaled_size():
     assert peers.upscaled_size(60, 40, min_height=0) == (60, 40)
 
 
+def test_rapidocr3_results_become_the_same_lines():
+    result = SimpleNamespace(boxes=np.array([[[0, 0], [50, 0], [50, 20], [0, 20]],
+                                             [[0, 30], [50, 30], [50, 70], [0, 70]]], np.float32),
+                             txts=("No. 12a", "3-4"), scores=(0.95, 0.8))
+    lines = peers.rapidocr3_lines(result)
+    assert lines == [[[[0.0, 0.0], [50.0, 0.0], [50.0, 20.0], [0.0, 20.0]], "No. 12a", 0.95],
+                     [[[0.0, 30.0], [50.0, 30.0], [50.0, 70.0], [0.0, 70.0]], "3-4", 0.8]]
+    assert peers.digit_answer(lines) == ("34", 0.8)
+    assert peers.rapidocr3_lines(SimpleNamespace(boxes=None, txts=None, scores=None)) is None  # nothing found
+    assert peers.digit_answer(peers.rapidocr3_lines(SimpleNamespace())) == (None, 0.0)
+    texts = peers.rapidocr3_texts(SimpleNamespace(txts=("B 47",), scores=(0.93,)))
+    assert peers.digit_answer(peers.whole_image_lines(texts, 120, 96)) == ("47", 0.93)
+    assert peers.rapidocr3_texts(SimpleNamespace(txts=None, scores=None)) == []
+
+
 # ----------------------------------------------------------------------------- scoring
 
 def _answer(number, confidence, **extra):
@@ -130,6 +150,58 @@ def test_bad_arguments_are_one_line_and_status_2(tmp_path):
         assert len(lines) == 1 and words in lines[0], proc.stderr
 
 
+def test_missing_rapidocr_3_is_one_line_and_status_2():
+    proc = _run("--labels=samples/labels.csv", "samples", "--systems=rapidocr_3.10,svhn_jax",
+                prelude="sys.modules['rapidocr'] = None", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [f"error: {peers.MISSING_3}"]
+
+
+def test_unknown_or_repeated_systems_are_one_line(tmp_path):
+    for systems in ("tesseract", "svhn_jax,svhn_jax", ","):
+        proc = _run("--labels=samples/labels.csv", "samples", f"--systems={systems}", timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "--systems" in proc.stderr
+
+
+def test_a_json_out_it_cannot_write_is_one_line_before_the_run(tmp_path):
+    # Issue 29 item 6: a folder was a traceback after the whole run. Now checked first: with no peer
+    # importable, the error is about --json_out (nothing was loaded or read).
+    block = "sys.modules['rapidocr_onnxruntime'] = None; sys.modules['rapidocr'] = None"
+    for out, words in ((tmp_path, "a folder"), (tmp_path / "absent" / "r.json", "no folder")):
+        proc = _run("--labels=samples/labels.csv", "samples", f"--json_out={out}", prelude=block, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"error: --json_out={out}: cannot write there ({words}"
+                                                    + (f" {tmp_path / 'absent'})" if words == "no folder" else ")")]
+
+
+def test_the_report_is_written_whole_or_the_earlier_file_is_kept(tmp_path):
+    # Issue 29 item 6: on a full disk the earlier report was truncated to invalid JSON. A file-size limit
+    # (RLIMIT_FSIZE, in a child process) makes the disk "full" past 4 KiB.
+    out = tmp_path / "peers.json"
+    out.write_text(json.dumps({"earlier": True}) + "\n")
+    child = textwrap.dedent(f"""
+        import importlib.util, resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        spec = importlib.util.spec_from_file_location("peers", {str(SCRIPT)!r})
+        peers = importlib.util.module_from_spec(spec); spec.loader.exec_module(peers)
+        from pathlib import Path
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            peers.write_report(Path({str(out)!r}), {{"answers": ["x" * 100] * 1000}})
+        except OSError as e:
+            print("OSError", e.errno)
+        peers.write_report(Path({str(out)!r} + ".small"), {{"ok": 1}})
+        """)
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "OSError"
+    assert json.loads(out.read_text()) == {"earlier": True}
+    assert json.loads((tmp_path / "peers.json.small").read_text()) == {"ok": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["peers.json", "peers.json.small"]  # no temporary left
+
+
 # ----------------------------------------------------------------------------- end to end
 
 @pytest.fixture(scope="module")
@@ -142,8 +214,8 @@ def score_photos_json(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("rapidocr_onnxruntime") is None,
-                    reason="rapidocr_onnxruntime is not installed (pip install -e '.[peers]')")
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("rapidocr_onnxruntime", "rapidocr")),
+                    reason="rapidocr_onnxruntime or rapidocr is not installed (pip install -e '.[peers]')")
 @pytest.mark.parametrize("boxes", [False, True], ids=["whole_photo", "boxes"])
 def test_both_systems_on_samples_agree_with_score_photos(tmp_path, score_photos_json, boxes):
     out = tmp_path / "peers.json"
@@ -152,7 +224,8 @@ def test_both_systems_on_samples_agree_with_score_photos(tmp_path, score_photos_
     report = json.loads(out.read_text())
     assert report["boxes"] is boxes and report["min_confidence"] == 0.9
     assert report["versions"]["rapidocr_onnxruntime"] and report["versions"]["onnxruntime"]
-    assert list(report["systems"]) == ["rapidocr", "svhn_jax"]
+    assert report["versions"]["rapidocr"] == "3.10.0"
+    assert list(report["systems"]) == ["rapidocr_1.4.4", "rapidocr_3.10", "svhn_jax"]
     files = [line.split(",")[0] for line in (REPO / "samples" / "labels.csv").read_text().splitlines()[1:]]
     for name, system in report["systems"].items():
         s = system["summary"]
@@ -171,4 +244,5 @@ def test_both_systems_on_samples_agree_with_score_photos(tmp_path, score_photos_
     assert (ours["summary"]["right"], ours["summary"]["accuracy"]) == (theirs["right"], theirs["accuracy"])
     readings = [a["reading"] for a in score_photos_json["answers"]["box" if boxes else "no_box"]]
     assert [a["reading"] for a in ours["answers"]] == readings
-    assert all(isinstance(line[0], str) for a in report["systems"]["rapidocr"]["answers"] for line in a["lines"])
+    for peer in ("rapidocr_1.4.4", "rapidocr_3.10"):
+        assert all(isinstance(line[0], str) for a in report["systems"][peer]["answers"] for line in a["lines"])
