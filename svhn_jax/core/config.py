@@ -69,6 +69,7 @@ def reader() -> ml_collections.ConfigDict:
     c.augment = False             # random zoom/rotation/shift, contrast, polarity, noise (data/augment.py)
     c.standardize = False         # inputs to zero mean and unit deviation per image (else mean only)
     c.max_eval_examples = 0       # 0 = evaluate on the whole split
+    c.train_limit = 0             # >0: train on the first N examples of the training splits (file order)
     return c
 
 

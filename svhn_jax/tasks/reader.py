@@ -7,6 +7,7 @@ split (the last batch padded and masked) and scores whole sequences (`tasks.metr
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 
 from svhn_jax.core import parallel
 from svhn_jax.core import workdir as workdir_lib
+from svhn_jax.core.errors import UserError
 from svhn_jax.data import pipeline, store
 from svhn_jax.data.model_input import input_shape, prepare_images
 from svhn_jax.models import heads
@@ -86,15 +88,32 @@ def evaluate(run_eval: Any, state: Any, split: store.Split, config: ml_collectio
     return result, {**preds, **truth}
 
 
+def first_examples(split: store.Split, limit: int) -> store.Split:
+    """The first `limit` examples of `split` in file order (all of them when `limit` is 0): a
+    data-efficiency run on N real photos trains on the same N photos every time."""
+    if not limit:
+        return split
+    if limit > len(split):
+        raise UserError(f"train_limit={limit} is larger than the training set ({len(split)} examples)")
+    return dataclasses.replace(split, images=split.images[:limit], lengths=split.lengths[:limit],
+                               digits=split.digits[:limit], filenames=split.filenames[:limit],
+                               attrs={**split.attrs, "train_limit": limit})
+
+
 class ReaderTask:
     name = "reader"
     sort_batches = False
 
     def check_config(self, config: ml_collections.ConfigDict) -> None:
-        del config  # the training set's size is known once it is read (`pipeline.TrainBatches` checks it)
+        """Refuses a negative ``train_limit``; the training set's size is known once it is read
+        (`first_examples` and `pipeline.TrainBatches` check it)."""
+        limit = config.get("train_limit", 0)
+        if not (isinstance(limit, int) and limit >= 0):
+            raise UserError(f"config key train_limit must be 0 (every example) or a positive integer, got {limit!r}")
 
     def read_data(self, config: ml_collections.ConfigDict, train_files: list[Path], eval_file: Path) -> TaskData:
         train = pipeline.concatenate([store.read_split(f) for f in train_files])
+        train = first_examples(train, config.get("train_limit", 0))
         return TaskData(train=pipeline.training_arrays(train), eval=store.read_split(eval_file),
                         input_shape=input_shape(config, train.images.shape[1:]))
 
