@@ -6,10 +6,13 @@ photo's own marks instead:
 
 1. `components`: maximally stable extremal regions (OpenCV's MSER, dark-on-light and light-on-dark)
    of digit shape (taller than wide, at least `MIN_HEIGHT` of the photo's longer side), each mark
-   once (MSER finds one at several thresholds);
+   once (MSER finds one at several thresholds); at most `MAX_MARKS`, the largest (a page of dense
+   print or noise holds thousands: 13,090 on a 6 KB PNG of bars, which took 9 GB and a minute before
+   the cap; the photos people take hold at most a few hundred);
 2. `lines`: chains of components of about the same height, side by side on one line (a number) or one
    under the other with their centres aligned (a stacked number), of `MIN_DIGITS`-`MAX_DIGITS` marks;
-   each line's box is the union of its marks.
+   each line's box is the union of its marks. The marks are compared in blocks of `BLOCK` rows, so
+   memory grows with the number of marks, not its square.
 
 `whole_photo.line_candidates` has the localiser look at each line up close and the reader read the
 most likely ones. Pure functions of the pixels (numpy, OpenCV, SciPy).
@@ -31,6 +34,9 @@ SAME_HEIGHT = 1.4         # marks on one line differ in height by at most this f
 ALIGN = 0.3               # ... their centres differ across the line by at most this of the smaller height
 ROW_GAP, STACK_GAP = 1.0, 0.6  # ... and the gap between them is at most this of the smaller height
 MIN_DIGITS, MAX_DIGITS = 2, 5  # a line: at least two marks (single strokes are everywhere), SVHN's most
+MAX_CANDIDATES = 4000     # MSER's digit-shaped regions looked at, the largest first (real photos: <= 860)
+MAX_MARKS = 1000          # marks kept, the largest (real photos, real_photos_dev: <= 321)
+BLOCK = 64                # marks compared with all the others at a time in `lines`
 
 
 def _same_mark(box: np.ndarray, kept: np.ndarray) -> bool:
@@ -59,33 +65,56 @@ def components(image: np.ndarray) -> np.ndarray:
     aspect = boxes[:, 3] / np.maximum(boxes[:, 2], 1.0)
     boxes = boxes[(boxes[:, 3] >= min_h) & (boxes[:, 3] <= MAX_HEIGHT * height)
                   & (aspect >= ASPECT[0]) & (aspect <= ASPECT[1])]
-    boxes = np.unique(boxes, axis=0)
-    kept: list[np.ndarray] = []
-    for box in boxes[np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")]:
-        if not kept or not _same_mark(box, np.array(kept)):
-            kept.append(box)
-    return np.array(kept).reshape(-1, 4) / scale
+    return _distinct(_largest(np.unique(boxes, axis=0), MAX_CANDIDATES)) / scale
+
+
+def _largest(boxes: np.ndarray, limit: int) -> np.ndarray:
+    """The `limit` largest `boxes`, largest first; ties in `boxes`' order (np.unique's: deterministic)."""
+    return boxes[np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")[:limit]]
+
+
+def _distinct(boxes: np.ndarray) -> np.ndarray:
+    """`boxes` (largest first) without those that are the same mark as a larger kept one, at most `MAX_MARKS`."""
+    kept = np.empty((min(len(boxes), MAX_MARKS), 4))
+    n = 0
+    for box in boxes:
+        if n == len(kept):
+            break
+        if n == 0 or not _same_mark(box, kept[:n]):
+            kept[n], n = box, n + 1
+    return kept[:n]
+
+
+def _adjacent(marks: np.ndarray, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """Which marks lie next to the marks `rows` on one line, as (row, column) pairs of indices into
+    `marks`: side by side, and stacked."""
+    x, y, w, h = marks.T
+    cx, cy = x + w / 2, y + h / 2
+    r = np.arange(len(marks))[rows][:, None]
+    low, high = np.minimum(h[r], h), np.maximum(h[r], h)
+    similar = (high <= SAME_HEIGHT * low) & (r != np.arange(len(marks)))
+    dx, dy = np.abs(cx[r] - cx), np.abs(cy[r] - cy)
+    gap_x = dx - (w[r] + w) / 2
+    gap_y = dy - (h[r] + h) / 2
+    side_by_side = similar & (dy < ALIGN * low) & (gap_x < ROW_GAP * low) & (gap_x > -0.3 * np.minimum(w[r], w))
+    stacked = (similar & (dx < ALIGN * np.maximum(w[r], w)) & (gap_y < STACK_GAP * low) & (gap_y > -0.1 * low))
+    return side_by_side.nonzero(), stacked.nonzero()
 
 
 def lines(marks: np.ndarray) -> list[np.ndarray]:
     """Boxes (x, y, w, h) of the lines `marks` form: side by side (a number) or stacked (digits one under
     the other), of `MIN_DIGITS` to `MAX_DIGITS` marks; the tallest marks' lines first."""
-    if len(marks) < MIN_DIGITS:
+    n = len(marks)
+    if n < MIN_DIGITS:
         return []
-    x, y, w, h = marks.T
-    cx, cy = x + w / 2, y + h / 2
-    low, high = np.minimum.outer(h, h), np.maximum.outer(h, h)
-    similar = high <= SAME_HEIGHT * low
-    gap_x = np.abs(np.subtract.outer(cx, cx)) - np.add.outer(w, w) / 2
-    gap_y = np.abs(np.subtract.outer(cy, cy)) - np.add.outer(h, h) / 2
-    side_by_side = (similar & (np.abs(np.subtract.outer(cy, cy)) < ALIGN * low) & (gap_x < ROW_GAP * low)
-                    & (gap_x > -0.3 * np.minimum.outer(w, w)))
-    stacked = (similar & (np.abs(np.subtract.outer(cx, cx)) < ALIGN * np.maximum.outer(w, w))
-               & (gap_y < STACK_GAP * low) & (gap_y > -0.1 * low))
+    pairs: tuple[list, list] = ([], [])
+    for start in range(0, n, BLOCK):
+        for kind, (i, j) in zip(pairs, _adjacent(marks, slice(start, start + BLOCK))):
+            kind.append((i + start, j))
     found: list[tuple[float, np.ndarray]] = []
-    for adjacent in (side_by_side, stacked):
-        np.fill_diagonal(adjacent, False)
-        _, group = connected_components(csr_matrix(adjacent), directed=False)
+    for kind in pairs:
+        i, j = (np.concatenate(part) for part in zip(*kind))
+        _, group = connected_components(csr_matrix((np.ones(len(i), bool), (i, j)), shape=(n, n)), directed=False)
         for g in np.unique(group):
             members = marks[group == g]
             if MIN_DIGITS <= len(members) <= MAX_DIGITS:
