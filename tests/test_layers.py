@@ -23,7 +23,7 @@ ALLOWED = {
     "trainer": ("core", "data", "models", "tasks", "infer.weights", "pretrained"),
     "cli": ("core", "data", "models", "tasks", "infer", "pretrained", "trainer"),
 }
-COMMANDS = ("main", "predict", "score_photos", "prepare", "synth", "report", "export", "demo")
+COMMANDS = ("main", "predict", "score_photos", "prepare", "synth", "report", "export", "demo", "import_ppocr")
 
 
 def _imports(path) -> set[str]:
