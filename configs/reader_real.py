@@ -1,0 +1,28 @@
+"""The shipped reader fine-tuned on the 2,000 real SVHN train photos (32x32 grey crops, official box).
+
+`configs/reader.py`'s network, input and augmentation, started from the shipped weights
+(`svhn_jax/pretrained/reader`, renders only) and fine-tuned on the real train photos at a lower
+learning rate; evaluated on the real test photos. Measured in docs/results.md ("Real SVHN"); not
+shipped (the lead decides: `scripts/export_pretrained.py --workdir=W --name=reader`).
+
+  python -m svhn_jax.prepare --dataset=svhn --source_dir=../shared/data/svhn_real --splits=train,test \\
+      --recipe=seed32_grey --data_dir=D
+  python -m svhn_jax.main --config=configs/reader_real.py --config.data_dir=D --workdir=W
+"""
+from configs import reader
+
+
+def get_config():
+    c = reader.get_config()
+    c.dataset = "svhn"
+    c.train_splits = ("train",)
+    c.eval_split = "test"
+    c.init_from = "pretrained"
+    c.learning_rate = 2e-4
+    c.lr_decay_steps = 500
+    c.lr_decay_rate = 0.7
+    c.num_train_steps = 1500
+    c.log_every_steps = 100
+    c.eval_every_steps = 500
+    c.checkpoint_every_steps = 500
+    return c
