@@ -12,6 +12,7 @@ This module imports neither JAX nor flax, directly or through another module.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -35,10 +36,11 @@ def session(folder: str | os.PathLike, extra_outputs: tuple[str, ...] = ()) -> A
     """An onnxruntime InferenceSession of a weights folder's graph (CPU), with `extra_outputs` (names
     of intermediate tensors) as outputs too."""
     try:
-        import onnx  # noqa: F401
         import onnxruntime
     except ImportError:
-        raise TextModelError(f"the ONNX backend needs onnx and onnxruntime: {INSTALL}") from None
+        onnxruntime = None
+    if onnxruntime is None or importlib.util.find_spec("onnx") is None:  # graph_io.to_onnx builds with onnx
+        raise TextModelError(f"the ONNX backend needs onnx and onnxruntime: {INSTALL}")
     folder = Path(folder)
     try:
         graph = graph_io.read_json(folder / "graph.json")

@@ -21,7 +21,7 @@ def test_shipped_weights_are_the_recorded_ones_and_fit_the_budget():
     assert config.model == "reader_cnn" and config.recipe == "seed32_grey"
     assert "configs/reader.py" in INFO["command"]
     size = sum(p.stat().st_size for p in pretrained.DIR.rglob("*") if p.is_file())
-    assert size <= 20 * 2**20
+    assert size <= 40 * 2**20  # issue 27: all shipped weights within 40 MB
 
 
 def _reader_config(tiny_config, **overrides):
