@@ -29,8 +29,8 @@ becomes ``<photo's name>.annotated-2.png``, ``-3``, ...; with ``--json`` each an
 Images: PNG, JPEG, BMP, GIF (first frame) or WebP, any mode — grey, 16-bit, palette, CMYK, and
 transparent ones composited over white — with EXIF orientation applied. A folder argument is read
 non-recursively (files with those suffixes, sorted). A file that cannot be read (missing, empty,
-truncated, not an image, over ``--max_pixels``, no permission, not a regular file: a FIFO or a
-device is never opened for reading, so it cannot block), a folder that cannot be listed or one
+truncated, not an image, over ``--max_pixels``, under 3 pixels on a side, no permission, not a regular
+file: a FIFO or a device is never opened for reading, so it cannot block), a folder that cannot be listed or one
 without images gives one line naming it (stderr, or a JSON ``{"file", "error"}`` line with
 ``--json``); the other images are still answered and the exit status is 1. A run that cannot be
 loaded (no checkpoint, a checkpoint of another model or shape) is one line naming it, exit status 2.

@@ -29,7 +29,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from svhn_jax.core.cli import cli, quiet_libraries
-from svhn_jax.core.errors import UserError
+from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.core.fileio import atomic_write, writable_folder
 from svhn_jax.infer import whole_photo
 from svhn_jax.infer.backends import load_models
@@ -68,9 +68,10 @@ def read_all(reader: Reader, localiser: Any, folder: Path, labels: list[dict[str
         try:
             result, _, _ = whole_photo.read_file(reader, localiser, str(folder / row["file"]),
                                                  row["box"] if use_box else None)
-        except ImageError as e:
+        except Exception as e:  # a photo that cannot be read (or a decoder's surprise) must not lose the run
+            error = str(e) if isinstance(e, ImageError) else f"cannot read ({type(e).__name__}: {one_line(e)})"
             out.append({"file": row["file"], "number": None, "reading": None, "confidence": 0.0, "box": None,
-                        "error": str(e)})
+                        "error": error})
             continue
         out.append(whole_photo.answer(row["file"], result, 0.0))
     return out
@@ -114,8 +115,11 @@ def main(argv: list[str]) -> int:
             raise UserError(f"--json_out={out}: cannot write there ({e.strerror or e})") from None
     try:
         labels = read_labels(FLAGS.labels)
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
-        print(f"error: {FLAGS.labels}: cannot read the labels ({e})", file=sys.stderr)
+    except ValueError as e:  # read_labels' messages name the file (and the line)
+        print(f"error: cannot read the labels: {one_line(e)}", file=sys.stderr)
+        return 1
+    except (OSError, KeyError, IndexError, TypeError) as e:
+        print(f"error: cannot read the labels: {FLAGS.labels}: {one_line(e)}", file=sys.stderr)
         return 1
     if not labels:
         print(f"error: {FLAGS.labels}: no labelled photos", file=sys.stderr)

@@ -2,9 +2,12 @@
 
 `find_images` expands files and folders (regular image files only: a FIFO or device never blocks),
 `load_image` decodes any common format and mode to RGB with EXIF orientation applied and memory
-bounded by ``max_pixels`` (`load_photo`: big JPEGs at a reduced scale), and `read_labels` reads a
-folder's labels: a CSV of ``file,number[,x,y,w,h]`` or a JSON list of ``{"file", "number", "box"}``.
-Used by `predict` and `score_photos`; every failure is an `ImageError` whose message is one line.
+bounded by ``max_pixels`` (`load_photo`: big JPEGs at a reduced scale; a photo under `MIN_SIDE`
+pixels on a side is refused), and `read_labels` reads a folder's labels: a CSV of
+``file,number[,x,y,w,h]`` or a JSON list of ``{"file", "number", "box"}``, UTF-8 with or without a
+byte order mark, from a regular file of at most `MAX_LABELS_BYTES` (a FIFO or a device never blocks
+nor streams for ever). Used by `predict`, `score_photos` and the photo page; every failure to decode
+is an `ImageError` whose message is one line, every failure to read labels a ValueError naming the file.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ from svhn_jax.core.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8000 x 8000; an RGB copy is then ~200 MB
+MIN_SIDE = 3                     # pixels on each side, at least (OpenCV's MSER refuses less; no number fits)
+MAX_LABELS_BYTES = 64 * 2**20    # a labels file's size, at most (~2 million rows)
 
 
 class ImageError(UserError, ValueError):
@@ -87,8 +92,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
     The size is checked from the header before any pixel is decoded, so memory stays bounded by
     ``max_pixels``. Only a regular file is read, and it is opened non-blocking: a FIFO or a device
-    (endless, or waiting for a writer) must not hang the program. Raises `ImageError` with a
-    one-line reason.
+    (endless, or waiting for a writer) must not hang the program. An image under `MIN_SIDE` pixels
+    on a side (a 1x1 dot, a 2000x1 strip) is refused too. Raises `ImageError` with a one-line reason.
     """
     return load_photo(path, max_pixels)[0]
 
@@ -114,6 +119,9 @@ def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                 if width * height > max_pixels:
                     raise ImageError(f"image too large ({width}x{height} pixels; the limit is "
                                      f"{max_pixels:,}, see --max_pixels)")
+                if min(width, height) < MIN_SIDE:
+                    raise ImageError(f"too small to read ({width}x{height} pixels; at least {MIN_SIDE} on "
+                                     "each side)")
                 im.seek(0)
                 if max_side and im.format == "JPEG" and max(width, height) > max_side:
                     factor = max_side / max(width, height)
@@ -161,18 +169,47 @@ def _label_box(where: str, box: Any) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
+def read_text(path: str | os.PathLike, limit: int = MAX_LABELS_BYTES) -> str:
+    """A small text file's contents (UTF-8, a byte order mark dropped). Only a regular file of at most
+    `limit` bytes is read, opened non-blocking (a FIFO waiting for a writer, or /dev/zero, must not hang
+    the program nor fill its memory); anything else raises a ValueError "PATH: reason"."""
+    try:
+        kind = stat.S_IFMT(os.stat(path).st_mode)
+        if kind == stat.S_IFDIR:
+            raise ValueError(f"{path}: is a folder")
+        if kind != stat.S_IFREG:
+            raise ValueError(f"{path}: not a regular file ({_FILE_KINDS.get(kind, 'special file')})")
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            data = stream.read(limit + 1) if size <= limit else b""
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({_reason(e)})") from None
+    if size > limit or len(data) > limit:
+        raise ValueError(f"{path}: too large ({max(size, len(data)):,} bytes; a labels file is read up to {limit:,})")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def read_labels(path: str | Path) -> list[dict[str, Any]]:
     """[{"file", "number", "box" (x, y, w, h) or None, "where" ("PATH line N" / "PATH entry N")}] from a
     CSV or JSON labels file; a photo without a house number has the number "none" in a CSV (null in
     JSON), read as "". A first CSV line is a header when its columns are named so (`HEADERS`: e.g.
     ``file,number,x,y,w,h``). A malformed row (a CSV row of other than 2 or 6 columns, a number that is
     not digits, a box that is not four finite numbers with a positive size, a JSON entry that is not
-    {"file", "number", "box"}) or a photo labelled twice raises a ValueError naming its line."""
+    {"file", "number", "box"}) or a photo labelled twice raises a ValueError naming its line; a file
+    that cannot be read (`read_text`: missing, not a regular file, too large, not UTF-8) one naming it."""
     path = Path(path)
-    text = path.read_text()
+    text = read_text(path)
     rows = []
     if path.suffix.lower() == ".json":
-        entries = json.loads(text)
+        try:
+            entries = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(entries, list):
             raise ValueError(f"{path}: expected a JSON list of {{\"file\", \"number\", \"box\"}} entries, "
                              f"got a JSON {type(entries).__name__}")
