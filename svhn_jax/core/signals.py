@@ -3,18 +3,23 @@
 A signal that ends the program at once exits 128 + its number (130 for SIGINT, 143 for SIGTERM), the
 status a shell reports for a process the signal killed. `StopRequests` turns the first signal into
 a request that a training loop honours after its step (a checkpoint saved; `errors.Stopped`).
+`WorkerPool` (and `ordered` on it) runs work in processes that leave a signal to this one, and ends
+them at once on a signal or an error, with `concurrent.futures`' public shutdown.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
-import multiprocessing.pool
+import multiprocessing
 import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+T = TypeVar("T")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -53,21 +58,72 @@ def sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def end_pool_now(pool: multiprocessing.pool.Pool) -> None:
-    """Ends `pool` at once, for an error or a stop signal: no replacement workers, every worker killed
-    (SIGKILL) and joined, and the pool's own clean-up dropped. `Pool.terminate` (and that clean-up at
-    exit) first takes the task queue's lock, which a worker killed by the same signal (a terminal
-    sends it to the whole process group) may have held when it died: it would wait for ever.
-    (It reaches into the pool's private state: the standard library offers no way out of this.)"""
-    pool._state = multiprocessing.pool.TERMINATE
-    pool._worker_handler._state = multiprocessing.pool.TERMINATE
-    pool._change_notifier.put(None)
-    pool._worker_handler.join()  # it may be starting a replacement for a worker that died
-    for worker in pool._pool:
-        worker.kill()
-    for worker in pool._pool:
-        worker.join()
-    pool._terminate.cancel()
+def _ignore_sigint() -> None:
+    """A worker's initializer: SIGINT ignored (as it is when the worker starts in `WorkerPool`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class WorkerPool:
+    """``with WorkerPool(n) as pool:`` `n` spawned worker processes (safe beside JAX's threads), on
+    `concurrent.futures.ProcessPoolExecutor`, that ignore SIGINT from their start.
+
+    A terminal's Ctrl-C reaches the whole process group: only this process reports it, and ends the
+    workers, instead of each printing its own traceback. The block ending normally shuts the pool
+    down and waits for the workers; an exception (an error, a stop signal, a consumer that stops
+    early) ends it at once (`end_now`). Only the main thread may change signal handlers: off it,
+    the workers ignore SIGINT from their initializer on.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = max(1, int(workers))
+        self._others = {p.pid for p in multiprocessing.active_children()}  # processes that are not ours
+        with sigint_ignored():  # the workers inherit it: started now, not on demand later
+            self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_ignore_sigint)
+            for _ in range(self.workers):
+                self.executor.submit(int)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc_info: object) -> None:
+        if exc_type is None:
+            self.executor.shutdown(wait=True)
+        else:
+            self.end_now()
+
+    def imap(self, fn: Callable[..., T], tasks: Iterable[tuple], ahead: int = 2) -> Iterator[T]:
+        """``fn(*task)`` for each task, in order, with at most `ahead` x workers tasks in flight (bounded
+        memory: results wait for the consumer, not the other way round)."""
+        pending: collections.deque[Future] = collections.deque()
+        for task in tasks:
+            pending.append(self.executor.submit(fn, *task))
+            if len(pending) >= ahead * self.workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def end_now(self) -> None:
+        """Ends the pool at once: tasks not started are cancelled, the workers killed (SIGKILL: a
+        terminal's signal may have killed some already) and joined, then the executor shut down. The
+        executor never waits for a worker that is gone, nor writes to one (no broken-pipe tracebacks)."""
+        workers = [p for p in multiprocessing.active_children() if p.pid not in self._others]
+        for worker in workers:
+            worker.kill()
+        for worker in workers:
+            worker.join()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def ordered(fn: Callable[..., T], tasks: Iterable[tuple], workers: int) -> Iterator[T]:
+    """``fn(*task)`` for each task, in order: in this process when `workers` <= 1, else in a `WorkerPool`
+    of `workers` processes with at most 2 x workers tasks in flight, ended at once if the consumer
+    stops early or raises (an error, a stop signal)."""
+    if workers <= 1:
+        yield from (fn(*task) for task in tasks)
+        return
+    with WorkerPool(workers) as pool:
+        yield from pool.imap(fn, tasks)
 
 
 def exit_at_once(signum: int, frame: Any = None) -> None:

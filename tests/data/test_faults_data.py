@@ -161,6 +161,19 @@ def test_full_disk_during_prepare_then_a_rerun_with_space(small_disk, source):
 
 
 @pytest.mark.slow
+def test_full_disk_while_worker_processes_preprocess_is_one_line(small_disk, source):
+    """The pool ends at once after the write error, in public API (no 'Exception ignored ... Bad file
+    descriptor' from a pool's private state after the line)."""
+    root, _, _ = source
+    full = prepare_svhn(small_disk, root, "train", "--workers=2")
+    train_file = small_disk / "svhn" / "goodfellow64_rgb" / "train.h5"
+    assert full.returncode == 1
+    assert one_line_error(full) == (f"error: cannot write {train_file} (No space left on device); "
+                                    "an earlier file there is kept")
+    assert not train_file.exists() and leftovers(small_disk) == []
+
+
+@pytest.mark.slow
 def test_an_incomplete_split_is_not_taken_for_prepared(tmp_path, source):
     root, train_labels, _ = source
     train_file = tmp_path / "svhn" / "goodfellow64_rgb" / "train.h5"

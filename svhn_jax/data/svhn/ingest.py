@@ -8,14 +8,10 @@ Training never downloads: `ensure_split` names the command that does.
 """
 from __future__ import annotations
 
-import collections
+import contextlib
 import dataclasses
 import logging
-import multiprocessing
-import multiprocessing.pool
 import os
-import signal
-import threading
 import time
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping, Sequence
@@ -25,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from svhn_jax.core.signals import end_pool_now
+from svhn_jax.core.signals import ordered
 from svhn_jax.data import paths, preprocess, store
 from svhn_jax.data.labels import MAX_DIGITS
 from svhn_jax.data.sources import DataMissingError, describe, preparing
@@ -92,44 +88,6 @@ def _check_names(mat: Path, entries: Sequence[digitstruct.Entry]) -> None:
         seen.add(os.path.normpath(e.name))
 
 
-def _pool(workers: int) -> multiprocessing.pool.Pool:
-    """A pool of spawned processes (safe next to JAX threads) that ignore SIGINT from their start.
-
-    SIGINT is ignored while they are started, and they inherit that: a Ctrl-C, which reaches the
-    whole process group, is then handled by this process alone, which ends them, instead of each
-    printing its own traceback. (Only the main thread may change signal handlers.)
-    """
-    context = multiprocessing.get_context("spawn")
-    if threading.current_thread() is not threading.main_thread():
-        return context.Pool(workers)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        return context.Pool(workers)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _ordered(fn: Callable, tasks, workers: int):
-    """fn(*task) for each task, in order, with at most 2 x workers tasks in flight (bounded memory)."""
-    if workers <= 1:
-        yield from (fn(*t) for t in tasks)
-        return
-    pool = _pool(workers)
-    try:
-        pending = collections.deque()
-        for t in tasks:
-            pending.append(pool.apply_async(fn, t))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-    except BaseException:  # an error, a stop signal, or the consumer closing early
-        end_pool_now(pool)
-        raise
-    pool.close()
-    pool.join()
-
-
 def prepare_split_from_folder(folder: str | os.PathLike, out_path: str | os.PathLike, recipe: str, *,
                               strict: bool = False, workers: int = 2, source: str | None = None) -> SplitStats:
     """An extracted format-1 folder (PNGs + digitStruct.mat) -> one contract split at `out_path`.
@@ -171,9 +129,11 @@ def prepare_split_from_folder(folder: str | os.PathLike, out_path: str | os.Path
     tasks = [(str(folder), recipe, [e.name for e in chunk],
               [[(b.left, b.top, b.width, b.height) for b in e.boxes] for e in chunk])
              for chunk in chunks]
+    # The workers' results closed first on an error or a signal: the workers end before anything else.
     with store.SplitWriter(out_path, preprocess.image_shape(recipe), recipe=recipe,
                            source=source or f"svhn format 1: {folder.name}") as writer, \
-            tqdm(zip(chunks, _ordered(_process, tasks, workers)), total=len(chunks),  # cleared before an error
+            contextlib.closing(ordered(_process, tasks, workers)) as results, \
+            tqdm(zip(chunks, results), total=len(chunks),  # cleared before an error
                  desc=f"preprocess {Path(folder).name}", unit="chunk", leave=False) as progress:
         for chunk, (images, kept, bad) in progress:
             for _, message in bad:

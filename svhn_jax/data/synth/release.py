@@ -3,15 +3,15 @@
 An example is a pure function of ``(seed, index)``: `example_rngs` derives two independent generators
 from it, one for the geometry (`geometry.sample_layout`) and one for the appearance
 (`render.render`). `write_release` writes a folder in the exact layout of the real release
-(``1.png, 2.png, ..., digitStruct.mat``) with a pool of processes; the files do not depend on the
-number of processes.
+(``1.png, 2.png, ..., digitStruct.mat``) with a pool of processes (`core.signals.ordered`); the files
+do not depend on the number of processes.
 
   python -m svhn_jax.synth --out=DIR --split=train --num=10000 --seed=0
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
-import multiprocessing
 import os
 import shutil
 import zlib
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from svhn_jax.core.signals import end_pool_now, sigint_ignored
+from svhn_jax.core.signals import ordered
 from svhn_jax.data.svhn.digitstruct import DigitBox, Entry, write_digitstruct
 from svhn_jax.data.synth.geometry import example_rngs, sample_layout
 from svhn_jax.data.synth.render import render
@@ -68,18 +68,8 @@ def write_release(folder: str | os.PathLike, num: int, seed: int, *, workers: in
     try:
         tasks = [(str(tmp), int(seed), start, min(start + chunk, num), fonts) for start in range(0, num, chunk)]
         bar = dict(total=len(tasks), desc=f"render {folder.name}", unit="chunk", leave=False)
-        if workers > 1 and len(tasks) > 1:
-            with sigint_ignored():  # a Ctrl-C is reported by this process alone, which ends the workers
-                pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
-            try:
-                results = list(tqdm(pool.imap(_write_range, tasks), **bar))
-            except BaseException:
-                end_pool_now(pool)
-                raise
-            pool.close()
-            pool.join()
-        else:
-            results = [_write_range(task) for task in tqdm(tasks, **bar)]
+        with contextlib.closing(ordered(_write_range, [(task,) for task in tasks], min(workers, len(tasks)))) as done:
+            results = list(tqdm(done, **bar))  # closed here: an error or a signal ends the workers now
         entries = [Entry(name=f"{i + 1}.png", boxes=boxes)
                    for i, boxes in enumerate(itertools.chain.from_iterable(results))]
         write_digitstruct(tmp / "digitStruct.mat", entries)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from multiprocessing import get_context
 from pathlib import Path
 
 import h5py
@@ -32,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from svhn_jax.core.fileio import atomic_write
-from svhn_jax.core.signals import end_pool_now, sigint_ignored
+from svhn_jax.core.signals import ordered
 from svhn_jax.data import paths
 from svhn_jax.data.preprocess import get_recipe, letterbox
 from svhn_jax.data.synth.facade import house_front
@@ -234,18 +233,11 @@ def write_scenes(path: str | os.PathLike, num: int, seed: int, workers: int = 2,
             images = f.create_dataset("images", (num, SIZE, SIZE, 3), np.uint8, chunks=(min(64, num), SIZE, SIZE, 3))
             boxes = f.create_dataset("boxes", (num, 4), np.float32)
             f.attrs.update(seed=seed, num=num, size=SIZE, version=VERSION, facades=facades)
-            with sigint_ignored():  # a Ctrl-C is reported by this process alone, which ends the workers
-                pool = get_context("spawn").Pool(workers)
-            try:
-                done = pool.imap(_render_range, tasks)
+            # closed here, so an error or a signal ends the workers now, not when the generator is collected
+            with contextlib.closing(ordered(_render_range, [(task,) for task in tasks], workers)) as done:
                 for (_, start, stop, _), (im, bx) in tqdm(zip(tasks, done), total=len(tasks),
                                                           desc=f"render {path.name}", unit="chunk", leave=False):
                     images[start:stop], boxes[start:stop] = im, bx
-            except BaseException:
-                end_pool_now(pool)
-                raise
-            pool.close()  # the workers end on their own
-            pool.join()
         except BaseException:
             with contextlib.suppress(OSError, RuntimeError):  # the error that stopped the writing is the one
                 f.close()                                      # to report, not a failed close after it
