@@ -48,16 +48,18 @@ import jax
 import jax.numpy as jnp
 
 from svhn_jax import pretrained
-from svhn_jax.core.errors import UserError
+from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.core.fileio import atomic_write
 from svhn_jax.core.workdir import tree_sha256
 from svhn_jax.data.preprocess import get_recipe
 from svhn_jax.infer import weights
+from svhn_jax.infer.onnx import SHIPPED
 from svhn_jax.models import localiser as localiser_module
 
 OPSET = 17   # jax2onnx 0.17 defaults to 23; these graphs need nothing newer (older runtimes can run them)
 BATCH = "N"  # the graph's name for the dynamic batch dimension
 ROLES = ("reader", "localiser")
+MAX_REASON = 200  # characters of a library's message quoted in a one-line error
 INSTALL = "pip install -e '.[onnx]' && pip install --no-deps jax2onnx==0.17.1"
 
 READER_CALLER = ("RGB photo -> the box's crop as in training (svhn_jax.infer.reader.preprocess / views: the union "
@@ -164,10 +166,73 @@ def writable_folder(out: str | os.PathLike) -> Path:
     return out
 
 
+def _record(info_path: Path, overwrite: bool) -> dict[str, Any]:
+    """The export record already in the folder: {} when there is none (or, with `overwrite`, when the file
+    there is not an export's record); `ExportError` for something that is not a regular file, and for a
+    file that is not an export's record unless `overwrite` (it is the user's: never replaced unasked)."""
+    if not info_path.exists() and not info_path.is_symlink():
+        return {}
+    if not info_path.is_file():
+        raise ExportError(f"{info_path}: not a regular file, so not an export's record; remove it or choose "
+                          "another --out")
+    try:
+        info = json.loads(info_path.read_text())
+        why = "" if isinstance(info, dict) and all(isinstance(v, dict) for v in info.values()) else \
+            f"a JSON {type(info).__name__}, not an object of graph entries"
+    except (OSError, ValueError) as e:
+        info, why = None, f"{type(e).__name__}: {one_line(e)}"
+    if not why:
+        return info
+    if overwrite:
+        return {}
+    raise ExportError(f"{info_path}: not an export's record ({why[:MAX_REASON]}); it is kept: remove it, give "
+                      "--overwrite to replace it, or choose another --out")
+
+
+def _ours(record: dict[str, Any], path: Path) -> bool:
+    """Whether `record` (the folder's info.json) says this export wrote the graph `path` as it is now."""
+    role = path.stem
+    entry = record.get(role)
+    return (isinstance(entry, dict) and entry.get("file") == path.name and entry.get("exporter") == "jax2onnx"
+            and entry.get("bytes") == path.stat().st_size)
+
+
+def check_out(out: str | os.PathLike, roles: tuple[str, ...] | list[str], overwrite: bool = False) -> Path:
+    """`out` checked before anything is loaded or written: writable (`writable_folder`), not the package's
+    shipped graphs, and holding no ``<role>.onnx`` nor ``info.json`` this export did not write, unless
+    `overwrite` (what is not a regular file there is refused even then). Each refusal is one line that
+    says how to go on."""
+    out = writable_folder(out)
+    if SHIPPED.exists() and out.resolve() == SHIPPED.resolve() and not overwrite:
+        raise ExportError(f"--out={out} is the package's shipped graphs (svhn_jax/pretrained/onnx): they are kept; "
+                          "give --overwrite to replace them, or choose another --out")
+    record = _record(out / "info.json", overwrite)
+    for role in roles:
+        path = out / f"{role}.onnx"
+        if not path.exists() and not path.is_symlink():
+            continue
+        if not path.is_file():
+            raise ExportError(f"{path}: not a regular file; remove it or choose another --out")
+        if not overwrite and not _ours(record, path):
+            raise ExportError(f"{path}: not written by this export (its info.json does not record it): it is "
+                              "kept; give --overwrite to replace it, or choose another --out")
+    return out
+
+
 def load_source(role: str, workdir: str | os.PathLike | None = None) -> tuple[Any, Any, dict[str, Any], str]:
     """(config, model, variables on the host, source): `workdir`'s run of that role (`infer.weights`
     refuses another kind in one line), or the shipped one when `workdir` is None or ''."""
-    config, model, variables = weights.load(role, workdir)
+    try:
+        config, model, variables = weights.load(role, workdir)
+    except UserError:
+        raise
+    except Exception as e:  # a run's broken config.json or checkpoint: one line naming it, never a traceback
+        if not workdir:
+            raise
+        flag = "--workdir" if role == "reader" else "--localiser"
+        reason = one_line(e)
+        reason = reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ..."
+        raise ExportError(f"{flag}={workdir}: cannot load a trained run ({type(e).__name__}: {reason})") from None
     source = str(Path(workdir).resolve()) if workdir else f"pretrained:{role}"
     return config, model, jax.device_get(variables), source
 
@@ -204,17 +269,17 @@ def _reader_graph_preprocessing(config: Any) -> str:
 
 
 def export_model(role: str, workdir: str | os.PathLike | None, out_dir: str | os.PathLike,
-                 opset: int = OPSET) -> dict[str, Any]:
+                 opset: int = OPSET, overwrite: bool = False) -> dict[str, Any]:
     """Exports `workdir`'s `role` ("reader" or "localiser"; the shipped one when `workdir` is None or '')
     to ``out_dir/<role>.onnx`` and records it in ``out_dir/info.json`` (other roles' entries kept);
-    returns its entry."""
+    returns its entry. What this export did not write is replaced only with `overwrite` (`check_out`)."""
     exporter()
-    writable_folder(out_dir)
-    return _export_loaded(load_source(role, workdir), out_dir, opset)
+    check_out(out_dir, [role], overwrite)
+    return _export_loaded(load_source(role, workdir), out_dir, opset, overwrite)
 
 
 def _export_loaded(loaded: tuple[Any, Any, dict[str, Any], str], out_dir: str | os.PathLike,
-                   opset: int = OPSET) -> dict[str, Any]:
+                   opset: int = OPSET, overwrite: bool = False) -> dict[str, Any]:
     to_onnx = exporter()
     out = writable_folder(out_dir)
     config, model, variables, source = loaded
@@ -225,6 +290,7 @@ def _export_loaded(loaded: tuple[Any, Any, dict[str, Any], str], out_dir: str | 
         if recorded != sha:
             raise ExportError(f"{source}: its parameters' digest {sha} is not its info.json's {recorded}")
     path = out / f"{role}.onnx"
+    check_out(out, [role], overwrite)  # again just before writing: nothing of the user's replaced unasked
     spec = jax.ShapeDtypeStruct((BATCH, *shape), jnp.uint8)
     start = time.perf_counter()
     with _quiet_exporter(), _traceable_localiser() if role == "localiser" else contextlib.nullcontext():
@@ -256,10 +322,7 @@ def _export_loaded(loaded: tuple[Any, Any, dict[str, Any], str], out_dir: str | 
         "bytes": path.stat().st_size,
     }
     info_path = out / "info.json"
-    try:
-        info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    except ValueError:
-        info = {}  # an unreadable record is replaced
+    info = _record(info_path, overwrite)
     info[role] = entry
     try:
         atomic_write(info_path, lambda p: p.write_text(json.dumps(info, indent=2) + "\n"))
@@ -269,13 +332,15 @@ def _export_loaded(loaded: tuple[Any, Any, dict[str, Any], str], out_dir: str | 
 
 
 def export_all(out_dir: str | os.PathLike, reader: str | os.PathLike | None = None,
-               localiser: str | os.PathLike | None = None, with_localiser: bool = True) -> dict[str, Any]:
+               localiser: str | os.PathLike | None = None, with_localiser: bool = True,
+               overwrite: bool = False) -> dict[str, Any]:
     """The reader of run `reader` and the localiser of run `localiser` (None or '': the shipped ones;
-    `with_localiser` False: the reader only) -> their info.json entries."""
+    `with_localiser` False: the reader only) -> their info.json entries. A graph or info.json in `out_dir`
+    that this export did not write, and the shipped graphs, are replaced only with `overwrite`."""
     exporter()  # before loading any weights: the missing exporter is the first thing to say
-    writable_folder(out_dir)
+    check_out(out_dir, ROLES if with_localiser else ("reader",), overwrite)
     # Both runs loaded (and their kinds checked) before anything is written.
     sources = {"reader": load_source("reader", reader)}
     if with_localiser:
         sources["localiser"] = load_source("localiser", localiser)
-    return {role: _export_loaded(loaded, out_dir) for role, loaded in sources.items()}
+    return {role: _export_loaded(loaded, out_dir, overwrite=overwrite) for role, loaded in sources.items()}

@@ -289,3 +289,63 @@ def test_export_command_errors_are_one_line(tmp_path):
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith("error: ") and expected in line, (args, line)
     assert not (tmp_path / "y").exists() or not any((tmp_path / "y").glob("*.onnx"))
+
+
+def _export_refused(*args: str) -> str:
+    """The export's one error line (exit status 1, no traceback)."""
+    result = _export(*args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, (args, result.stderr[-2000:])
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: "), line
+    return line
+
+
+def _contents(folder: Path) -> dict[str, bytes | None]:
+    return {p.name: p.read_bytes() if p.is_file() else None for p in sorted(folder.iterdir())}
+
+
+@needs_exporter
+def test_export_never_replaces_what_it_did_not_write_unasked(tmp_path):
+    cases = {"own_graph": {"reader.onnx": b"my own graph"}, "not_json": {"info.json": b"my notes, not JSON"},
+             "a_list": {"info.json": b"[1, 2]"}, "a_folder": {"info.json": None},
+             "own_localiser": {"localiser.onnx": b"mine", "info.json": b'{"reader": {"file": "reader.onnx"}}'}}
+    for name, files in cases.items():
+        out = tmp_path / name
+        out.mkdir()
+        for file, data in files.items():
+            (out / file).mkdir() if data is None else (out / file).write_bytes(data)
+        before = _contents(out)
+        line = _export_refused("--format=onnx", f"--out={out}")
+        assert str(out) in line and ("--overwrite" in line or "not a regular file" in line), (name, line)
+        assert _contents(out) == before, name  # nothing replaced, nothing half-written beside it
+    shipped = _contents(onnx.SHIPPED)
+    line = _export_refused("--format=onnx", f"--out={onnx.SHIPPED}")
+    assert "shipped graphs" in line and "--overwrite" in line, line
+    assert _contents(onnx.SHIPPED) == shipped
+
+
+@needs_exporter
+def test_export_with_a_broken_run_is_one_line(tmp_path):
+    for name, text in {"broken": "{", "a_list": "[]"}.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(text)
+        for flag in ("--workdir", "--localiser"):
+            line = _export_refused("--format=onnx", f"--out={tmp_path / 'out'}", f"{flag}={run}")
+            assert f"{flag}={run}: cannot load a trained run" in line, line
+    assert not list((tmp_path / "out").glob("*.onnx")) and not (tmp_path / "out" / "info.json").exists()
+
+
+@needs_exporter
+def test_export_replaces_its_own_files_and_with_overwrite_the_users(tmp_path):
+    out = tmp_path / "graphs"
+    out.mkdir()
+    (out / "reader.onnx").write_bytes(b"my own graph")
+    (out / "info.json").write_text("my notes")
+    result = _export("--format=onnx", f"--out={out}", "--localiser=none", "--overwrite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads((out / "info.json").read_text())
+    assert list(info) == ["reader"] and info["reader"]["bytes"] == (out / "reader.onnx").stat().st_size
+    again = _export("--format=onnx", f"--out={out}", "--localiser=none")  # its own files: replaced unasked
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert onnx.load_reader(out).config.recipe == "seed32_grey"
