@@ -47,6 +47,8 @@ from typing import Callable
 from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python scripts/benchmark.py` from a checkout: configs/ and svhn_jax
+    sys.path.insert(0, str(REPO))  # come from it, with no PYTHONPATH
 TORCH_REFERENCE = REPO.parent / "shared" / "bench" / "torch_reference.py"
 TORCH_MODELS = ("seed_cnn", "goodfellow")
 # Config overrides and input recipe per model family (the rest comes from configs/default.py).

@@ -24,10 +24,13 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python scripts/benchmark_data.py` from a checkout: configs/ and svhn_jax
+    sys.path.insert(0, str(REPO))  # come from it, with no PYTHONPATH
+
 from svhn_jax.data.svhn import digitstruct
 from svhn_jax.data.svhn import ingest as svhn
 
-REPO = Path(__file__).resolve().parents[1]
 flags.DEFINE_string("labels", str(REPO.parent / "shared" / "data" / "svhn_train_labels.json"),
                     "Real SVHN train labels (JSON).")
 flags.DEFINE_string("cache_dir", "/tmp/svhn_jax_benchmark_data", "Where generated inputs are kept between runs.")

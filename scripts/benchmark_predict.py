@@ -43,6 +43,8 @@ from absl import app, flags
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python scripts/benchmark_predict.py` from a checkout: configs/ and svhn_jax
+    sys.path.insert(0, str(REPO))  # come from it, with no PYTHONPATH
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "", "A trained run ('' -> train configs/test.py in a temporary folder).")
 flags.DEFINE_string("image", "", "The image to read ('' -> a generated 96x64 PNG).")

@@ -25,6 +25,10 @@ from pathlib import Path
 from absl import app, flags
 from PIL import Image
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python scripts/benchmark_synth.py` from a checkout: configs/ and svhn_jax
+    sys.path.insert(0, str(REPO))  # come from it, with no PYTHONPATH
+
 from svhn_jax.data.svhn.digitstruct import Entry, write_digitstruct
 from svhn_jax.data.synth import release as synthetic
 

@@ -11,9 +11,10 @@ pytestmark = pytest.mark.slow
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    """The script with this checkout's svhn_jax (a script's own folder, not the cwd, is on its path)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), *args], cwd=REPO, env=env,
+    """The script as the docs run it: `python scripts/benchmark.py ...` from the checkout, no PYTHONPATH
+    (a script's own folder, not the cwd, is on its path: the script itself must find configs/)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "scripts/benchmark.py", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
