@@ -14,10 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
 
 def parse_runs(text: str) -> dict[int, dict]:
@@ -53,7 +50,8 @@ def main() -> int:
     except (OSError, ValueError, KeyError) as e:
         print(f"error: cannot read a run ({e})", file=sys.stderr)
         return 1
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for runs, label, style in ((pretrained, "pretrained on renders, fine-tuned", "o-"),
                                (scratch, "from scratch (random init)", "s--")):
         if runs:
@@ -65,7 +63,9 @@ def main() -> int:
     ax.legend()
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    partial = args.out.with_name(args.out.name + ".partial")
+    fig.savefig(partial, dpi=120, format="png")
+    partial.replace(args.out)  # never a half-written figure
     print("\n".join(table(pretrained, scratch)))
     return 0
 
