@@ -259,7 +259,8 @@ def load_svhn_jax_old(rev: str = OLD_REV) -> Callable[[], Callable[[Path, Any], 
         quiet_libraries()
         compilation_cache.enable(None)
         old = types.ModuleType("whole_photo_old")
-        exec(compile(source, f"whole_photo.py@{rev}", "exec"), old.__dict__)  # noqa: S102 (our own code, from git)
+        # our own code, as it was at `rev` (from git): run as a module of its own
+        exec(compile(source, f"whole_photo.py@{rev}", "exec"), old.__dict__)
         reader, localiser = Reader.load(None), Localiser.load(None)
 
         def read(path: Path, box: Sequence[float] | None) -> Answer:

@@ -23,7 +23,8 @@ line reader and the SVHN reader), and let a small calibrator say which reading i
    its confidence. Nothing read anywhere answers ``number: null`` with a reason.
 
 A user's `box` skips 1: the box is read by both readers as in 2-3 (its localiser confidence is then
-None), clipped to the photo when it reaches outside it ("box_clipped_from" keeps the box given).
+None), clipped to the photo when it reaches outside it ("box_clipped_from" keeps the box given). No
+localiser (``predict --localiser=none``): the whole photo is that box, and the answer names no box.
 `read_file` does it all for a photo file; `answer` turns a result into predict's answer. The text
 models are the backend's (`set_text_models`, called by `infer.backends.load_models`); JAX's shipped
 ones are loaded on first use otherwise.
@@ -309,7 +310,8 @@ def read_photo(reader: Reader, localiser: Localiser | None, image: np.ndarray,
         best = texts[order[0]]
         where = max((v for v in votes if v.text == best), key=lambda v: (v.line + v.svhn, v.where.box[3])).where
         result = {"reading": best, "confidence": float(p[order[0]]),
-                  "box": list(box) if box is not None else [int(round(v)) for v in where.box],
+                  "box": list(box) if box is not None else None if localiser is None else
+                  [int(round(v)) for v in where.box],
                   "box_confidence": (where.localiser or None) if box is None and localiser is not None else None,
                   "no_number": p_none, "reason": None,
                   "next_readings": [[texts[i], float(p[i])] for i in order[1:1 + NUM_NEXT]]}

@@ -21,9 +21,9 @@ _spec.loader.exec_module(peers)
 
 
 def _env() -> dict:
-    """This checkout's svhn_jax first (a script's own folder, not the cwd, is on its path)."""
-    return {**os.environ, "JAX_PLATFORMS": "cpu",
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    """The environment a user runs the script in, as docs/peers.md writes it (``python scripts/...`` from the
+    checkout): no PYTHONPATH, so the script must find this checkout's svhn_jax by itself (issue 29 item 9)."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "JAX_PLATFORMS": "cpu"}
 
 
 def _run(*args: str, prelude: str = "", timeout: int = 600) -> subprocess.CompletedProcess:
