@@ -3,8 +3,9 @@
 `train_and_evaluate` holds the workdir's lock, makes the data (`data.sources`, every dataset incl.
 scenes), lets the task (`svhn_jax.tasks`, by ``config.task``) read it, resumes from the newest good
 checkpoint, runs the steps with periodic logging, evaluation and checkpoints, stops cleanly on
-SIGTERM / SIGINT (`core.signals.StopRequests`: a checkpoint saved, exit 128 + signal) and writes
-final_metrics.json (with ``params_sha256``).
+SIGTERM / SIGINT (`core.signals.StopRequests`: a checkpoint saved, exit 128 + signal), writes
+final_metrics.json (with ``params_sha256``) and prints its result last (`result_line`: the final accuracy
+and where final_metrics.json is).
 
 A training step is the task's per-device `compute_gradients` and the optimiser update from the
 gradients' mean over every device (`apply_gradients`), joined by `parallel.DataParallel` in the mode
@@ -226,5 +227,25 @@ def run(config: ml_collections.ConfigDict, workdir: Path, overwrite: bool) -> di
             task.write_predictions(workdir, predictions, data)
         workdir_lib.write_file(workdir / "final_metrics.json",
                                lambda p: p.write_text(json.dumps(final, indent=2) + "\n"))
+        print(result_line(final, config, workdir), flush=True)
     log.close()
     return final
+
+
+# The final metrics a run's result line shows, in this order, when its task has them: (key, name).
+HEADLINE = (("eval_sequence_accuracy", "sequence accuracy"), ("eval_digit_accuracy", "digit accuracy"),
+            ("eval_line_accuracy", "line accuracy"), ("eval_box_found", "box found"),
+            ("eval_none_accuracy", "no-number accuracy"))
+
+
+def result_line(final: dict[str, Any], config: ml_collections.ConfigDict, workdir: Path) -> str:
+    """What a finished run says last: its final accuracy on the evaluation split and where
+    final_metrics.json is (e.g. "done: reader seed_cnn, step 8, 100 test examples: sequence accuracy 1.0 %, ...;
+    final metrics in W/final_metrics.json")."""
+    shown = [f"{name} {100 * final[key]:.1f} %" for key, name in HEADLINE if isinstance(final.get(key), float)]
+    if isinstance(final.get("eval_loss"), float):
+        shown.append(f"loss {final['eval_loss']:.4g}")
+    count = final.get("num_eval_examples", final.get("eval_examples"))
+    on = f"{count} {config.eval_split} examples" if isinstance(count, int) else f"split {config.eval_split}"
+    return (f"done: {final['task']} {final['model']}, step {final['step']}, {on}: {', '.join(shown) or 'evaluated'}; "
+            f"final metrics in {workdir / 'final_metrics.json'}")

@@ -6,12 +6,16 @@ Ctrl-C saves a checkpoint and exits 128 + signal (143, 130) for a scheduler to r
 """
 from __future__ import annotations
 
+import re
+from typing import Sequence
+
 from absl import app, flags
 from ml_collections import config_flags
 
 from svhn_jax import trainer
 from svhn_jax.core import compilation_cache, parallel, xla_flags
 from svhn_jax.core.cli import cli, quiet_libraries
+from svhn_jax.core.config import check_keys, load_file
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.models import BATCH_NORM_MODELS
 
@@ -51,19 +55,48 @@ def main(argv: list[str]) -> None:
         raise UserError(e) from None
 
 
+def config_spec(argv: Sequence[str]) -> str | None:
+    """The last ``--config=PATH[:ARG]`` (or ``--config PATH``) of `argv`, as absl reads it; None if none."""
+    spec = None
+    for i, arg in enumerate(argv[1:], 1):
+        if arg == "--":
+            break
+        if re.match(r"--?config=", arg):
+            spec = arg.split("=", 1)[1]
+        elif arg in ("--config", "-config") and i + 1 < len(argv):
+            spec = argv[i + 1]
+    return spec
+
+
 @cli
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with config errors (e.g. a misspelt key) as one line instead of a traceback."""
+    """absl flag parsing, with config errors (a file that is not a Python config, or that lacks or misspells
+    keys; a misspelt --config. key) as one line instead of a traceback."""
+    spec = config_spec(argv)
+    if spec is not None:  # before absl runs it: its failures (a YAML file, a syntax error) would be tracebacks
+        try:
+            load_file(spec)
+        except ValueError as e:
+            raise UserError(one_line(e)) from None
     try:
         argv = FLAGS(argv)
         FLAGS.config.get("model")  # the config file loads lazily: surface its errors here
+        check_keys(FLAGS.config, f"--config={spec.split(':', 1)[0]}" if spec else "the config")
         return argv
     except flags.Error as e:
         raise UserError(one_line(e)) from None
-    except (AttributeError, KeyError, TypeError, ValueError, OSError, ImportError) as e:
-        text = one_line(str(e).replace("\\n", " ").replace("\\'", "").replace("'", ""))
-        text = text.replace("Configuration is not available because of an earlier failure to load: ", "")
-        raise UserError(f"unknown or invalid --config key: {text}") from None
+    except ValueError as e:
+        if str(e).startswith("--config="):  # check_keys: already one line naming the file
+            raise UserError(one_line(e)) from None
+        raise UserError(f"unknown or invalid --config key: {_cleaned(e)}") from None
+    except (AttributeError, KeyError, TypeError, OSError, ImportError) as e:
+        raise UserError(f"unknown or invalid --config key: {_cleaned(e)}") from None
+
+
+def _cleaned(e: BaseException) -> str:
+    """ml_collections' message on one line, without its quoting and its "earlier failure" preamble."""
+    text = one_line(str(e).replace("\\n", " ").replace("\\'", "").replace("'", ""))
+    return text.replace("Configuration is not available because of an earlier failure to load: ", "")
 
 
 def run_as_program() -> None:
