@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny configs whose generated data is made once per test session."""
+"""Shared fixtures: tiny configs whose generated data is made once per test session; the signal
+dispositions the tests' children start with; the one reason tests that need ../shared skip for."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -11,6 +13,43 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+SHARED_ABSENT = (f"needs ../shared ({SHARED}: the data every developer and CI has beside the repository), "
+                 "absent here")
+
+
+def needs_shared(*parts: str) -> pytest.MarkDecorator:
+    """Skips a test that reads ``../shared/<parts>`` where it is absent: for one reason, said once at the end
+    of the run (`pytest_terminal_summary`), when the whole folder is missing, else naming the missing file."""
+    path = SHARED.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=SHARED_ABSENT if not SHARED.is_dir() else
+                              f"needs {path}, which ../shared lacks")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where ../shared is missing, one line at the end says so and how many tests it skipped."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if SHARED_ABSENT in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} skipped, each because it {SHARED_ABSENT}")
+
+
+def _still_ignored(signum: int, frame: object) -> None:
+    """The suite's stand-in for SIG_IGN (see `children_start_with_default_signals`): nothing happens."""
+
+
+def children_start_with_default_signals() -> None:
+    """A suite started with SIGINT (or SIGTERM) ignored (``cmd &`` in a script, ``nohup``-style launchers)
+    would pass that to every process a test starts, and the tests that signal their children would
+    fail: an ignored signal stays ignored across exec. A signal the suite ignores is handled instead by
+    a handler that does nothing: the suite still ignores it, and its children, since a handled signal
+    is reset to the default on exec, start with the default (SIGINT: KeyboardInterrupt), however they
+    are started (subprocess, multiprocessing)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            signal.signal(signum, _still_ignored)
+
+
+children_start_with_default_signals()
 
 # One persistent compilation cache for the whole session, shared with the subprocesses the tests
 # start: the same small programs are compiled once, not once per run (a fresh folder per session,

@@ -12,10 +12,14 @@ import collections
 import contextlib
 import multiprocessing
 import os
+import pickle
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import resource_tracker
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -44,23 +48,42 @@ def handle_stop_signals(handler: Callable[[int, Any], None]) -> dict[int, Any]:
 
 
 @contextlib.contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """Ignores SIGINT while the block runs: worker processes started in it inherit that. A terminal's
-    Ctrl-C reaches the whole process group; only the command's own process reports it and ends its
-    workers (each would otherwise print its own traceback). Off the main thread nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+def sigint_blocked() -> Iterator[None]:
+    """Blocks SIGINT in this thread while the block runs: processes started in it begin with SIGINT
+    blocked (the mask survives fork and exec), so a Ctrl-C to the process group waits, in them, until
+    they ignore it (`_ignore_sigint`), and in this process until the block ends, when it is handled:
+    it is never lost, as it would be if this process ignored it meanwhile."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _ignore_sigint() -> None:
-    """A worker's initializer: SIGINT ignored (as it is when the worker starts in `WorkerPool`)."""
+    """A worker's initializer: SIGINT ignored (a Ctrl-C that came while it started, blocked, is dropped
+    with it), then unblocked."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _to_file(folder: str, name: str, fn: Callable[..., Any], args: tuple) -> str:
+    """In a worker: ``fn(*args)`` pickled into ``folder/name`` (whole: written under a temporary name and
+    renamed); returns that path."""
+    path = os.path.join(folder, name)
+    with open(path + ".part", "wb") as f:
+        pickle.dump(fn(*args), f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(path + ".part", path)
+    return path
+
+
+def _from_file(path: str) -> Any:
+    """In the pool's process: the result `_to_file` wrote, its file removed."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    finally:
+        os.unlink(path)
 
 
 class WorkerPool:
@@ -68,20 +91,31 @@ class WorkerPool:
     `concurrent.futures.ProcessPoolExecutor`, that ignore SIGINT from their start.
 
     A terminal's Ctrl-C reaches the whole process group: only this process reports it, and ends the
-    workers, instead of each printing its own traceback. The block ending normally shuts the pool
-    down and waits for the workers; an exception (an error, a stop signal, a consumer that stops
-    early) ends it at once (`end_now`). Only the main thread may change signal handlers: off it,
-    the workers ignore SIGINT from their initializer on.
+    workers, instead of each printing its own traceback. The workers are started at once, SIGINT
+    blocked (`sigint_blocked`) until their initializer ignores it. The block ending normally shuts the
+    pool down and waits for the workers; an exception (an error, a stop signal, a consumer that stops
+    early) ends it at once (`end_now`).
     """
 
     def __init__(self, workers: int):
         self.workers = max(1, int(workers))
+        # Results come back as files: the executor's result pipe carries only their names, short enough
+        # to be written whole (a pipe's atomic write). A worker killed while it sent a large result would
+        # leave half a message there, which the executor would wait for ever to read the rest of.
+        self.results = tempfile.mkdtemp(prefix="svhn_jax_workers-")
+        self._count = 0
         self._others = {p.pid for p in multiprocessing.active_children()}  # processes that are not ours
-        with sigint_ignored():  # the workers inherit it: started now, not on demand later
-            self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_ignore_sigint)
-            for _ in range(self.workers):
-                self.executor.submit(int)
+        resource_tracker.ensure_running()  # now: starting it later would unblock SIGINT in this thread
+        try:
+            with sigint_blocked():  # the workers inherit it: started now (a task each), not on demand later
+                self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=_ignore_sigint)
+                for _ in range(self.workers):
+                    self.executor.submit(int)
+        except BaseException:  # a Ctrl-C that came meanwhile, raised as the block ends
+            if hasattr(self, "executor"):
+                self.end_now()
+            raise
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -89,30 +123,44 @@ class WorkerPool:
     def __exit__(self, exc_type: Any, *exc_info: object) -> None:
         if exc_type is None:
             self.executor.shutdown(wait=True)
+            shutil.rmtree(self.results, ignore_errors=True)
         else:
             self.end_now()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future:
+        """``fn(*args)`` in a worker; the future's result is the name of the file that holds the result
+        (`WorkerPool.result`)."""
+        self._count += 1
+        return self.executor.submit(_to_file, self.results, f"{self._count}.pickle", fn, args)
+
+    @staticmethod
+    def result(future: Future) -> Any:
+        """The result of a task `submit` started (waits for it; its error raised)."""
+        return _from_file(future.result())
 
     def imap(self, fn: Callable[..., T], tasks: Iterable[tuple], ahead: int = 2) -> Iterator[T]:
         """``fn(*task)`` for each task, in order, with at most `ahead` x workers tasks in flight (bounded
         memory: results wait for the consumer, not the other way round)."""
         pending: collections.deque[Future] = collections.deque()
         for task in tasks:
-            pending.append(self.executor.submit(fn, *task))
+            pending.append(self.submit(fn, *task))
             if len(pending) >= ahead * self.workers:
-                yield pending.popleft().result()
+                yield self.result(pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield self.result(pending.popleft())
 
     def end_now(self) -> None:
         """Ends the pool at once: tasks not started are cancelled, the workers killed (SIGKILL: a
-        terminal's signal may have killed some already) and joined, then the executor shut down. The
-        executor never waits for a worker that is gone, nor writes to one (no broken-pipe tracebacks)."""
+        terminal's signal may have killed some already) and joined, then the executor shut down and the
+        results not read removed. The executor never waits for a worker that is gone, nor writes to one
+        (no broken-pipe tracebacks)."""
         workers = [p for p in multiprocessing.active_children() if p.pid not in self._others]
         for worker in workers:
             worker.kill()
         for worker in workers:
             worker.join()
         self.executor.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(self.results, ignore_errors=True)  # results not read, and a killed worker's part file
 
 
 def ordered(fn: Callable[..., T], tasks: Iterable[tuple], workers: int) -> Iterator[T]:

@@ -5,6 +5,8 @@ kills them, and the pool must still end at once, print nothing and leave no proc
 """
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -67,3 +69,68 @@ def test_a_pool_with_a_task_running_ends_at_once():
 
 def test_a_pool_that_is_done_ends_with_nothing_left():
     _end("idle")
+
+
+LARGE_RESULTS = textwrap.dedent("""
+    import numpy as np
+    from svhn_jax.core.cli import cli
+    from svhn_jax.core.signals import ordered
+
+    def scenes(i):  # as large as a chunk of rendered scenes (12 MB)
+        return np.full((250, 128, 128, 3), i % 256, np.uint8)
+
+    @cli
+    def main():
+        for result in ordered(scenes, [(i,) for i in range(100_000)], 2):
+            print(int(result[0, 0, 0, 0]), flush=True)
+
+    if __name__ == "__main__":
+        main()
+""")
+
+
+def test_a_signal_to_workers_sending_large_results_ends_the_command_at_once(tmp_path):
+    """SIGTERM to the whole process group (as a scheduler or `kill -- -PGID` sends it) while workers hand back
+    large results: a worker killed halfway through sending one must not leave the command waiting for the
+    rest of it (it did, 4 times in 5, when results went through the executor's pipe)."""
+    program = tmp_path / "large_results.py"
+    program.write_text(LARGE_RESULTS)
+    for delay in (0.0, 0.3, 0.7):
+        proc = subprocess.Popen([sys.executable, str(program)], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                env={**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(REPO)})
+        try:
+            assert proc.stdout.readline() == "0\n"  # the workers are sending results
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGTERM)
+            err = proc.communicate(timeout=60)[1]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 128 + signal.SIGTERM and err == "error: interrupted (SIGTERM)\n", (delay, err)
+        assert not list(tmp_path.glob("svhn_jax_workers-*")), delay  # its results folder removed
+
+
+CHILD_SIGNALS = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, " \
+                "signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)"
+
+
+def test_a_child_started_by_a_test_gets_the_default_signals():
+    """Whatever the suite was started with (see the next test, which runs this one under ignored signals)."""
+    child = subprocess.run([sys.executable, "-c", CHILD_SIGNALS], capture_output=True, text=True, check=True)
+    assert child.stdout == "True True\n", child
+
+
+def test_the_children_of_a_suite_started_with_signals_ignored_get_the_default():
+    """A suite started as ``cmd &`` from a script (SIGINT ignored) or with SIGTERM ignored: its children still
+    start with the default dispositions, and the suite itself still ignores what it was told to."""
+    inner = "tests/core/test_signals.py::test_a_child_started_by_a_test_gets_the_default_signals"
+    program = textwrap.dedent(f"""
+        import signal, subprocess, sys
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sys.exit(subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", {inner!r}]))
+    """)
+    suite = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert suite.returncode == 0, suite.stdout[-3000:] + suite.stderr[-3000:]  # 0: collected, run and passed
