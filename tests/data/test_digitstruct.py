@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import SHARED, needs_shared
 
 from svhn_jax.data.svhn import digitstruct as ds
 from svhn_jax.data.svhn.digitstruct import DigitBox, Entry, bulk, writer
@@ -149,11 +149,10 @@ def test_fields_of_different_lengths_are_an_error(tmp_path):
             read(path)
 
 
+@needs_shared("data", "svhn_train_labels.json")
 def test_real_train_labels_round_trip_a_slice(tmp_path):
-    """100 real entries of ../shared (skipped when absent)."""
-    labels = Path(__file__).resolve().parents[3] / "shared" / "data" / "svhn_train_labels.json"
-    if not labels.is_file():
-        pytest.skip(f"{labels} absent")
+    """100 real entries of ../shared."""
+    labels = SHARED / "data" / "svhn_train_labels.json"
     raw = json.loads(labels.read_text())[:100]
     entries = [Entry(e["filename"], tuple(DigitBox(b["label"], b["xmin"], b["ymin"], b["xmax"] - b["xmin"],
                                                    b["ymax"] - b["ymin"]) for b in e["boxes"]))

@@ -614,23 +614,32 @@ def test_a_run_that_renders_with_worker_processes_and_succeeds_prints_no_error(t
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_while_rendering_scenes_is_one_line(signum, tmp_path):
     """SIGTERM to the command (as a scheduler sends it), Ctrl-C to the whole process group (as a terminal
-    sends it): one line, exit 128 + signal, no temporary file left."""
-    data = tmp_path / "data"
-    proc = subprocess.Popen([sys.executable, "-m", "svhn_jax.main", "--config=configs/localiser.py",
-                             "--config.num_scenes_train=1000", f"--config.data_dir={data}",
-                             f"--workdir={tmp_path / 'run'}"], cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    while not leftovers(data) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(3.0)  # the workers are rendering
-    assert proc.poll() is None, "the run ended before it could be interrupted"
-    if signum == signal.SIGTERM:
-        proc.send_signal(signum)
-    else:
-        os.killpg(proc.pid, signum)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signum
+    sends it): one line, exit 128 + signal, no temporary file left. The signal comes once the workers have
+    rendered a chunk (the progress bar says so), with 159 chunks of each split still to render: minutes of
+    work however fast the machine, so it always lands while they render."""
+    data, output = tmp_path / "data", tmp_path / "stderr.txt"
+    with open(output, "w") as err, open(tmp_path / "stdout.txt", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "svhn_jax.main", "--config=configs/localiser.py",
+                                 "--config.num_scenes_train=40000", "--config.num_scenes_test=40000",
+                                 f"--config.data_dir={data}", f"--workdir={tmp_path / 'run'}"],
+                                cwd=REPO, env=_env(), stdout=out, stderr=err, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while (not re.search(r"render [^:\r\n]+: +\d+%\|[^|]*\| *[1-9]\d*/160", output.read_text())
+               and proc.poll() is None and time.time() < deadline):
+            time.sleep(0.05)
+        assert proc.poll() is None and leftovers(data), ("no chunk rendered, or the run ended", output.read_text())
+        if signum == signal.SIGTERM:
+            proc.send_signal(signum)
+        else:
+            os.killpg(proc.pid, signum)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    err = output.read_text()
+    assert proc.returncode == 128 + signum, err[-3000:]
     assert one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", err)) == (
         f"error: interrupted ({signal.Signals(signum).name})")
     assert leftovers(data) == [] and not list(data.rglob("*.h5"))

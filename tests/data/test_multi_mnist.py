@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED, run_module
+from conftest import SHARED, needs_shared, run_module
 from PIL import Image
 
 from svhn_jax.data import multi_mnist, sources, store
@@ -194,7 +194,7 @@ def test_ensure_splits_composes_train_and_held_out_test_once(npz, tmp_path):
         sources.ensure_splits(c)
 
 
-@pytest.mark.skipif(not MNIST_5K.is_file(), reason="../shared/data/mnist_5k.npz is absent")
+@needs_shared("data", "mnist_5k.npz")
 def test_mnist_5k_pools_are_4000_train_and_1000_held_out():
     images, labels = multi_mnist.source_pool("test", mnist_npz=MNIST_5K)
     assert images.shape == (1000, 28, 28) and np.bincount(labels, minlength=10).min() > 50

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED, needs_shared
 from PIL import Image
 
 from svhn_jax.data.svhn.digitstruct import read_digitstruct
@@ -19,7 +20,7 @@ from svhn_jax.data.synth import release as synthetic
 from svhn_jax.data.synth import render as synth_render
 
 REPO = Path(__file__).resolve().parents[2]
-LABELS = REPO.parent / "shared" / "data" / "svhn_train_labels.json"
+LABELS = SHARED / "data" / "svhn_train_labels.json"
 
 
 def _chi2(counts: np.ndarray, probs: np.ndarray) -> float:
@@ -139,7 +140,7 @@ def test_layout_distributions_match_the_fitted_constants():
         assert (l.boxes[:, 1] + l.boxes[:, 3] <= l.height).all()
 
 
-@pytest.mark.skipif(not LABELS.is_file(), reason="needs ../shared/data/svhn_train_labels.json")
+@needs_shared("data", "svhn_train_labels.json")
 def test_tables_are_the_ones_the_fitting_script_writes():
     spec = importlib.util.spec_from_file_location("fit_synth_stats", REPO / "scripts" / "fit_synth_stats.py")
     fit = importlib.util.module_from_spec(spec)
@@ -162,7 +163,7 @@ def _neighbour_geometry(box_lists) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow  # compiles or renders for several seconds
-@pytest.mark.skipif(not LABELS.is_file(), reason="needs ../shared/data/svhn_train_labels.json")
+@needs_shared("data", "svhn_train_labels.json")
 def test_rendered_boxes_have_the_real_labels_joint_geometry():
     real = [[(b["xmin"], b["ymin"], b["xmax"], b["ymax"]) for b in r["boxes"]]
             for r in json.loads(LABELS.read_text()) if 2 <= len(r["boxes"]) <= 5]

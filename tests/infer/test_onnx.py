@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED, module_env, run_module
+from conftest import REPO, SHARED, module_env, needs_shared, run_module
 
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e '.[onnx]')")
 
@@ -194,7 +194,7 @@ def test_same_readings_and_boxes_as_jax_on_the_samples(jax_models, onnx_models):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DEV_PHOTOS.is_dir(), reason=f"{DEV_PHOTOS} is not there")
+@needs_shared("data", "real_photos_dev")
 @pytest.mark.parametrize("folder", ["test", "users"])
 def test_same_readings_and_boxes_as_jax_on_the_dev_photos(jax_models, onnx_models, folder):
     _assert_same_readings(jax_models, onnx_models, [str(DEV_PHOTOS / folder)])
@@ -349,3 +349,77 @@ def test_export_replaces_its_own_files_and_with_overwrite_the_users(tmp_path):
     again = _export("--format=onnx", f"--out={out}", "--localiser=none")  # its own files: replaced unasked
     assert again.returncode == 0, again.stderr[-2000:]
     assert onnx.load_reader(out).config.recipe == "seed32_grey"
+
+
+# ----------------------------------------------------------------------------- a folder of graphs that does not fit
+
+def _graph_folder(root: Path, name: str, reader: str = "reader.onnx", info: dict | str | None = None) -> Path:
+    """A copy of the shipped graphs in ``root/name`` whose reader.onnx is the shipped `reader` file and
+    whose info.json is `info` (a dict: the shipped one updated; a str: that text; None: the shipped one)."""
+    folder = root / name
+    folder.mkdir()
+    (folder / "reader.onnx").write_bytes((onnx.SHIPPED / reader).read_bytes())
+    (folder / "localiser.onnx").write_bytes((onnx.SHIPPED / "localiser.onnx").read_bytes())
+    shipped = json.loads((onnx.SHIPPED / "info.json").read_text())
+    if isinstance(info, dict):
+        shipped["reader"].update(info)
+    (folder / "info.json").write_text(info if isinstance(info, str) else json.dumps(shipped))
+    return folder
+
+
+def _dynamic_reader(folder: Path) -> Path:
+    """A folder whose reader.onnx takes crops of any size (not an export's: H and W are named)."""
+    import onnx as onnx_lib
+    from onnx import TensorProto, helper
+    folder.mkdir()
+    images = helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", "H", "W", 1])
+    outputs = [helper.make_tensor_value_info(n, TensorProto.UINT8, ["N", "H", "W", 1]) for n in ("length", "digits")]
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], [n]) for n in ("length", "digits")],
+                              "dynamic", [images], outputs)
+    onnx_lib.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10),
+                  folder / "reader.onnx")
+    return folder
+
+
+def test_a_folder_whose_graphs_do_not_fit_is_refused_at_load_naming_the_file(tmp_path):
+    cases = [  # (folder, the file named, what the line says)
+        (_graph_folder(tmp_path, "other_recipe", info={"recipe": "multi64_grey"}), "info.json",
+         "recipe multi64_grey makes [64, 64, 1] crops"),
+        (_graph_folder(tmp_path, "rgb_recipe", info={"recipe": "seed32_rgb"}), "info.json",
+         "recipe seed32_rgb makes [32, 32, 3] crops"),
+        (_graph_folder(tmp_path, "unknown_recipe", info={"recipe": "bogus"}), "info.json", "recipe 'bogus' is none of"),
+        (_graph_folder(tmp_path, "other_input", info={"input": {"shape": ["N", 64, 64, 1]}}), "reader.onnx",
+         "info.json says it takes ['N', 64, 64, 1]"),
+        (_graph_folder(tmp_path, "localiser_as_reader", reader="localiser.onnx", info={"recipe": "scene128_rgb"}),
+         "reader.onnx", "not a reader graph: no output length, digits"),
+        (_graph_folder(tmp_path, "list_info", info="[1, 2]"), "info.json", "not the info.json of"),
+        (_graph_folder(tmp_path, "not_json", info="{"), "info.json", "not JSON"),
+        (_dynamic_reader(tmp_path / "dynamic"), "reader.onnx",
+         "of fixed H, W, C, got tensor(uint8) ['N', 'H', 'W', 1]"),
+    ]
+    for folder, file, says in cases:
+        with pytest.raises(onnx.OnnxModelError) as e:
+            onnx.load_reader(folder)
+        line = str(e.value)
+        assert line.startswith(f"{folder / file}: ") and says in line and "\n" not in line, (folder.name, line)
+    localiser_folder = tmp_path / "reader_as_localiser"
+    localiser_folder.mkdir()
+    (localiser_folder / "localiser.onnx").write_bytes((onnx.SHIPPED / "reader.onnx").read_bytes())
+    with pytest.raises(onnx.OnnxModelError, match="not a localiser graph: no output cells, none"):
+        onnx.load_localiser(localiser_folder)
+    info_folder = tmp_path / "info_folder"
+    info_folder.mkdir()
+    (info_folder / "info.json").mkdir()
+    with pytest.raises(onnx.OnnxModelError, match=r"info\.json: cannot read it \(Is a directory\)"):
+        onnx.load_reader(info_folder)
+
+
+@pytest.mark.parametrize("name", ["other_recipe", "dynamic"])
+def test_predict_names_the_onnx_folder_at_fault_once_not_per_photo(tmp_path, name):
+    folder = (_dynamic_reader(tmp_path / name) if name == "dynamic" else
+              _graph_folder(tmp_path, name, info={"recipe": "multi64_grey"}))
+    result = run_module("svhn_jax.predict", "--backend=onnx", f"--onnx_dir={folder}", "samples/svhn_train_2.png",
+                        "samples/svhn_train_3.png", timeout=180)
+    assert result.returncode == 2 and result.stdout == "", result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()  # one line for the folder, not one per photo
+    assert str(folder) in line and "--box" not in line and "shipped" not in line, line
