@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 from svhn_jax import trainer
 from svhn_jax.core import compilation_cache, parallel, xla_flags
-from svhn_jax.core.cli import cli, quiet_libraries
+from svhn_jax.core.cli import cli, quiet_libraries, run_program
 from svhn_jax.core.config import check_keys, load_file
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.models import BATCH_NORM_MODELS
@@ -101,5 +101,5 @@ def _cleaned(e: BaseException) -> str:
 
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.main`)."""
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, flags_parser=parse_flags)
 

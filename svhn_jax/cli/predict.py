@@ -11,15 +11,17 @@ left/top/width/height, after EXIF rotation) or a ``--boxes`` CSV says where the 
 and the crop is made exactly as in training (the box expanded by the recipe's margin).
 ``--localiser=none`` reads the whole photo as the crop.
 
-Per image, one line: ``photo.jpg: 123 (confidence 0.982, box 40,12,60,30)``, or ``photo.jpg: no
-number (REASON; best guess 17, confidence 0.214, ...)`` when the localiser finds no number, the
-reader reads no digit, or the confidence is below ``--min_confidence`` (default 0.7: the lowest
-threshold whose answers are >= 97 % right on held-out synthetic photos, `scripts/calibrate_confidence.py`;
-``--min_confidence=0`` answers every reading). The confidence is the
-reader's (the mean probability its 27 views give the answer) times the localiser's (its probability
-mass at the box). ``--json`` prints JSON lines instead: ``{"file", "number" (null: see "reason"),
-"reading", "confidence", "box" [x, y, w, h] or null, "box_confidence" (the localiser's; null for a
-given box), "reason" (only when "number" is null)}``. ``--annotate=DIR`` writes each photo as
+Per image, one line: ``photo.jpg: 123 (confidence 0.982, box 40,12,60,30)``; ``photo.jpg: unsure, best
+guess 67 at 0.650 (confidence below 0.9, box ...)`` when there is a reading but its confidence is below
+``--min_confidence`` or the finders doubt the photo holds a number (the reason says which); or
+``photo.jpg: no number (REASON; confidence 0.000)`` when nothing is read. The default
+``--min_confidence`` is the shipped calibrator's (`svhn_jax/pretrained/calibrator.json`, chosen on
+held-out synthetic scenes by ``scripts/fit_calibrator.py``; ``--help`` shows its value);
+``--min_confidence=0`` answers every reading. The confidence is the calibrator's probability that the
+reading is the number (`svhn_jax.infer.whole_photo`). ``--json`` prints JSON lines instead: ``{"file",
+"number" (null: see "reason"; with a "reading", the unsure guess), "reading", "confidence", "box"
+[x, y, w, h] or null, "box_confidence" (the localiser's; null for a given box), "reason" (only when
+"number" is null)}``. ``--annotate=DIR`` writes each photo as
 ``DIR/<photo's name>.annotated.png`` (``house.jpg`` -> ``house.jpg.annotated.png``) with the box and the
 reading drawn on it, and never over a file it did not write: a name that is one of the photos read, was
 already written in this run (two photos of one name in two folders) or holds a file of anyone else
@@ -52,10 +54,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from svhn_jax.core import fileio
-from svhn_jax.core.cli import cli, quiet_libraries
+from svhn_jax.core.cli import cli, quiet_libraries, run_program
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.infer import drawing, whole_photo
 from svhn_jax.infer.backends import BACKENDS, load_models
@@ -82,8 +84,9 @@ def format_answer(a: dict[str, Any]) -> str:
         where += f": clipped to the photo from {','.join(map(str, a['box_clipped_from']))}"
     if a["number"] is not None:
         return f"{a['file']}: {a['number']} (confidence {a['confidence']:.3f}{where})"
-    guess = f"best guess {a['reading']}, " if a["reading"] else ""
-    return f"{a['file']}: no number ({a['reason']}; {guess}confidence {a['confidence']:.3f}{where})"
+    if a["reading"]:  # a reading, not sure enough to be the answer: said as a guess, never as "no number"
+        return f"{a['file']}: unsure, best guess {a['reading']} at {a['confidence']:.3f} ({a['reason']}{where})"
+    return f"{a['file']}: no number ({a['reason']}; confidence {a['confidence']:.3f}{where})"
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -97,8 +100,8 @@ def define_flags() -> None:
                         "default: the reader that ships with the package.")
     flags.DEFINE_bool("json", False, "Print JSON lines instead of text.")
     flags.DEFINE_float("min_confidence", whole_photo.DEFAULT_MIN_CONFIDENCE,
-                      "Answer 'no number' below this confidence (0-1; the default is calibrated so answers are "
-                      ">= 97 % right on held-out synthetic photos; 0 answers every reading).")
+                      "Below this confidence a reading is said as 'unsure, best guess ...', not as the number "
+                      "(0-1; the default is the shipped calibrator's; 0 answers every reading).")
     flags.DEFINE_string("box", "", "x,y,w,h: the digits' box in pixels; crop to it as in training.")
     flags.DEFINE_string("boxes", "", "A CSV of file,number,x,y,w,h (as score_photos reads): each named "
                         "photo's box (the number column is ignored). A row names a photo by its bare name, or "
@@ -163,6 +166,19 @@ def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json:
     return status
 
 
+def load_problem(e: Exception, workdir: str | None) -> str:
+    """The one line that says why the models did not load (`load_models` raised `e`); predict's and
+    score_photos'. A checkpoint of another model or shape leaves orbax's abandoned reads to be collected
+    later, each printed as an "Exception ignored" traceback (hundreds of lines): they are silenced, this
+    line already says it."""
+    sys.unraisablehook = lambda unraisable: None
+    if isinstance(e, UserError):  # the workdir's own one-line errors already name it
+        return one_line(e)
+    reason = one_line(e)
+    reason = reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON] + " ..."
+    return f"{workdir or 'the shipped reader'}: cannot load a trained run ({type(e).__name__}: {reason})"
+
+
 def onnx_flag_problem(workdir: str | None, localiser: str, onnx_dir: str) -> str | None:
     """Why --backend=onnx cannot take these flags (a run of one's own is exported first), or None."""
     runs = ([f"--workdir={workdir}"] if workdir else []) + ([f"--localiser={localiser}"]
@@ -213,16 +229,7 @@ def main(argv: list[str]) -> int:
         reader, localiser = load_models(FLAGS.backend, FLAGS.workdir, FLAGS.localiser, FLAGS.onnx_dir,
                                         FLAGS.cache_dir)
     except Exception as e:  # one line, never a traceback
-        # A checkpoint of another model or shape: orbax's abandoned reads are collected later, each
-        # printed as an "Exception ignored" traceback (hundreds of lines); this line already says it.
-        sys.unraisablehook = lambda unraisable: None
-        if isinstance(e, UserError):  # the workdir's own one-line errors already name it
-            print(one_line(e), file=sys.stderr)
-            return 2
-        reason = one_line(e)
-        reason = reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON] + " ..."
-        print(f"{FLAGS.workdir or 'the shipped reader'}: cannot load a trained run ({type(e).__name__}: {reason})",
-              file=sys.stderr)
+        print(load_problem(e, FLAGS.workdir), file=sys.stderr)
         return 2
     return run(reader, paths, localiser=localiser, as_json=FLAGS.json, min_confidence=FLAGS.min_confidence,
                box=box, boxes=boxes, tta=FLAGS.tta, max_pixels=FLAGS.max_pixels,
@@ -232,5 +239,5 @@ def main(argv: list[str]) -> int:
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.predict`)."""
     define_flags()
-    app.run(main)
+    run_program(main)
 

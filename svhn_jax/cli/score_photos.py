@@ -12,7 +12,7 @@ the box. A reading is right only when the whole number is (no partial credit); a
 number is right when the answer is ``number: null``. Printed per photo and as a summary: accuracy
 (count and percent) in each mode, the box found (IoU >= 0.5 with the labelled box) and the mean
 IoU, and the precision and coverage of the confident answers (confidence >= --min_confidence,
-by default predict's: the answers predict gives with no flags; the others it calls "no number").
+by default predict's: the answers predict gives with no flags; the others it calls "unsure" or "no number").
 A labelled photo
 that cannot be read (missing, misspelt, damaged) is never scored: one line on stderr names it, the
 summary counts it apart, and the exit status is 1.
@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from svhn_jax.core.cli import cli, quiet_libraries
+from svhn_jax.cli.predict import load_problem
+from svhn_jax.core.cli import cli, quiet_libraries, run_program
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.core.fileio import atomic_write, writable_folder
 from svhn_jax.infer import whole_photo
@@ -127,7 +128,11 @@ def main(argv: list[str]) -> int:
     if not FLAGS["verbosity"].present:  # keep the table clean of the libraries' progress lines
         logging.set_verbosity(logging.ERROR)
     quiet_libraries()
-    reader, localiser = load_models("jax", FLAGS.workdir, FLAGS.localiser, cache_dir="none")
+    try:
+        reader, localiser = load_models("jax", FLAGS.workdir, FLAGS.localiser, cache_dir="none")
+    except Exception as e:  # one line, as predict says it (a broken config.json, no checkpoint, ...)
+        print(load_problem(e, FLAGS.workdir), file=sys.stderr)
+        return 2
     modes = {"no_box": read_all(reader, localiser, folder, labels, use_box=False)}
     if any(r["box"] for r in labels):
         modes["box"] = read_all(reader, localiser, folder, labels, use_box=True)
@@ -172,5 +177,5 @@ def main(argv: list[str]) -> int:
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.score_photos`)."""
     define_flags()
-    app.run(main)
+    run_program(main)
 

@@ -1,7 +1,8 @@
 """What every command-line program shares: one line for a user's error or a signal, and quiet libraries.
 
 `cli` wraps a CLI's ``main``: a `UserError` prints ``error: <message>`` and exits with its status;
-Ctrl-C or SIGTERM print one line and exit 128 + signal. `quiet_libraries` keeps library noise out
+Ctrl-C or SIGTERM print one line and exit 128 + signal. `run_program` runs it as absl's ``app.run``
+does, its ``--help`` the program's own text and flags. `quiet_libraries` keeps library noise out
 of the console (our own errors are reported in one line).
 """
 from __future__ import annotations
@@ -39,6 +40,23 @@ def cli(main: Callable[..., T]) -> Callable[..., T]:
             sys.exit(128 + signum)
     return wrapper
 
+
+
+def run_program(main: Callable[[list[str]], object], flags_parser: Callable[[list[str]], list[str]] | None = None) \
+        -> None:
+    """``app.run(main)`` for a program whose code lives in ``main``'s module (`svhn_jax.cli.X`) while users
+    type ``python -m svhn_jax.X`` (a two-line shim is ``__main__``): ``--help`` (and ``--helpshort``) then
+    shows that module's docstring and every flag it defines, with its default, where absl would show the
+    shim's one line and no flag ("Try --helpfull"). Call it once the program's flags are defined."""
+    from absl import app, flags
+
+    module = sys.modules[main.__module__]
+    main_module = sys.modules["__main__"]
+    if module is not main_module and module.__doc__:
+        main_module.__doc__ = module.__doc__.replace("%", "%%")  # absl formats it with sys.argv[0]
+    for flag in flags.FLAGS.flags_by_module_dict().get(module.__name__, []):  # key flags of the typed program
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(main, **({"flags_parser": flags_parser} if flags_parser else {}))
 
 
 def _closed_loop(exc: BaseException | None) -> bool:

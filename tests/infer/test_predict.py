@@ -151,8 +151,7 @@ def test_parse_box_and_answer():
     assert predict.format_answer(answer("a.png", read, 0.4)) == "a.png: 42 (confidence 0.500, box 3,4,20,10)"
     low = answer("a.png", {**read, "confidence": 0.3}, 0.4)
     assert low["number"] is None and low["reason"] == "confidence below 0.4"
-    assert predict.format_answer(low) == ("a.png: no number (confidence below 0.4; best guess 42, confidence 0.300, "
-                                          "box 3,4,20,10)")
+    assert predict.format_answer(low) == "a.png: unsure, best guess 42 at 0.300 (confidence below 0.4, box 3,4,20,10)"
     nothing = answer("a.png", {"reading": "", "confidence": 0.0, "box": None, "reason": "no digit read"}, 0.0)
     assert nothing["number"] is None and predict.format_answer(nothing) == (
         "a.png: no number (no digit read; confidence 0.000)")
@@ -199,7 +198,11 @@ def test_cli_answers_good_files_and_names_each_bad_one(files, workdir, tmp_path)
     assert "Persistent compilation cache hit for 'jit_infer'" in second.stderr
     assert second.returncode == 1 and "Traceback" not in second.stderr
     out = second.stdout.splitlines()
-    assert out[0].startswith(f"{blank}: no number (") and out[0].endswith(f"confidence {blank_confidence:.3f})")
+    if by_file["blank.png"]["reading"]:  # a guess below the threshold is said as one, not as "no number"
+        assert out[0] == (f"{blank}: unsure, best guess {by_file['blank.png']['reading']} at {blank_confidence:.3f} "
+                          "(confidence below 0.9)")
+    else:
+        assert out[0].startswith(f"{blank}: no number (") and out[0].endswith(f"confidence {blank_confidence:.3f})")
     assert out[1].startswith(f"{folder / 'good' / 'rgb.png'}: ")
     assert f"{folder / 'bad' / 'empty.png'}: empty file" in second.stderr.splitlines()
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == cached

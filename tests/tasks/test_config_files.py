@@ -3,6 +3,7 @@ file that is not a Python config, or lacks or misspells keys, is one line; a fin
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -105,3 +106,14 @@ def test_a_finished_run_prints_its_final_accuracy_and_where_final_metrics_are(tm
         f"sequence accuracy {100 * final['eval_sequence_accuracy']:.1f} %, "
         f"digit accuracy {100 * final['eval_digit_accuracy']:.1f} %, loss {final['eval_loss']:.4g}; "
         f"final metrics in {tmp_path / 'run' / 'final_metrics.json'}")
+
+
+@pytest.mark.slow
+def test_training_help_shows_its_text_and_every_flag():
+    """Before: --help printed the shim's one line ("the command users type; ...") and no flag at all."""
+    from svhn_jax.cli import main
+    result = run_module("svhn_jax.main", "--help", timeout=120)
+    assert "Traceback" not in result.stderr and main.__doc__ in result.stdout, result.stdout[:2000]
+    listed = re.findall(r"^  --(?:\[no\])?(\w+):", result.stdout, re.M)
+    assert sorted(listed) == ["config", "coordinator_address", "cpu_devices", "num_processes", "overwrite",
+                              "process_id", "workdir"], result.stdout
