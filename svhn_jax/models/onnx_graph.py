@@ -138,6 +138,19 @@ def evaluate(graph: Graph, params: Mapping[str, Any], x: Mapping[str, Any],
     return {o: jnp.asarray(env[o]) for o in outputs}
 
 
+def statistics(graph: Graph) -> frozenset[str]:
+    """The initializers that are running statistics, not weights: each BatchNormalization's mean and
+    variance. Training leaves them as imported (a variance an optimiser step pushes below zero is a NaN)."""
+    return frozenset(name for node in graph.nodes if node.op == "BatchNormalization" for name in node.inputs[3:5])
+
+
+def trainable(graph: Graph, params: Mapping[str, Any]) -> dict[str, bool]:
+    """{name: whether training updates it} for `params`: every initializer but `statistics`, as a mask
+    for optax (`optax.masked`, `optax.multi_transform`)."""
+    frozen = statistics(graph)
+    return {name: name not in frozen for name in params}
+
+
 @functools.lru_cache(maxsize=64)
 def _needed(graph: Graph, outputs: tuple[str, ...]) -> tuple[Node, ...]:
     """The nodes that `outputs` depend on, in graph order."""
