@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from svhn_jax.core.cli import cli
+from svhn_jax.core.cli import cli, run_program
 from svhn_jax.core.errors import UserError
 from svhn_jax.core.fileio import atomic_write
 from svhn_jax.infer.text_models import DETECTOR_DIR, LINE_HEIGHT, MIN_LINE_RATIO
@@ -218,4 +218,4 @@ def main(argv: list[str]) -> None:
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.import_ppocr`)."""
     define_flags()
-    app.run(main)
+    run_program(main)

@@ -17,9 +17,9 @@ same dataset folder at once take turns (`svhn_jax.data.sources.preparing`).
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from svhn_jax.core.cli import cli
+from svhn_jax.core.cli import cli, run_program
 from svhn_jax.core.errors import UserError
 from svhn_jax.data.svhn.release import BASE_URL
 
@@ -111,5 +111,5 @@ def main(argv: list[str]) -> None:
 
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.prepare`)."""
-    app.run(main)
+    run_program(main)
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from matplotlib.figure import Figure
 
-from svhn_jax.core.cli import cli
+from svhn_jax.core.cli import cli, run_program
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.core.fileio import atomic_write
 from svhn_jax.data.store import decode_labels
@@ -261,5 +261,5 @@ def main(argv: list[str]) -> int:
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.report`)."""
     define_flags()
-    app.run(main)
+    run_program(main)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
-from svhn_jax.core.cli import cli
+from svhn_jax.core.cli import cli, run_program
 from svhn_jax.core.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -54,5 +54,5 @@ def main(argv: list[str]) -> None:
 
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.synth`)."""
-    app.run(main)
+    run_program(main)
 
