@@ -34,6 +34,7 @@ REGISTRY = {
     "multi_mnist": "multi_mnist",
     "hdf5": "store",
     "scenes": "synth.scene",  # whole photos with the number's box, for the localiser
+    "lines": "lines",  # 48-pixel-high digit lines (real SVHN + renders), for the line reader
 }
 
 

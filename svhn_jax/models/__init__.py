@@ -20,6 +20,7 @@ _REGISTRY: dict[str, tuple[str, Any]] = {
                                                            dropout_rate=c.dropout_rate,
                                                            dtype=m.jnp.dtype(c.model_dtype))),
     "localiser": ("localiser", lambda m, c: m.LocaliserNet()),
+    "line_reader": ("graph_net", lambda m, c: m.GraphNet(folder=c.get("line_reader_weights", ""))),
     "reader_cnn": ("reader_cnn", lambda m, c: m.ReaderCNN(head=c.head, dropout_rate=c.dropout_rate)),
     "resnet18": ("resnet", lambda m, c: m.ResNet18(head=c.head, dropout_rate=c.dropout_rate,
                                                            dtype=m.jnp.dtype(c.model_dtype))),

@@ -11,7 +11,7 @@ import importlib
 from svhn_jax.tasks.base import Task
 
 # config.task -> module under svhn_jax.tasks exposing TASK (imported on first use)
-REGISTRY = {"reader": "reader", "localiser": "localiser"}
+REGISTRY = {"reader": "reader", "localiser": "localiser", "line_reader": "line_reader"}
 
 
 def get(name: str) -> Task:
