@@ -3,12 +3,13 @@ first N training examples, in file order, every time (the data-efficiency runs o
 import jax
 import numpy as np
 import pytest
+from conftest import REPO
 
 from svhn_jax import trainer as train
 from svhn_jax.core import config as config_lib
 from svhn_jax.core.errors import UserError
 from svhn_jax.core.state import create_train_state, make_optimizer
-from svhn_jax.data import store
+from svhn_jax.data import paths, store
 from svhn_jax.data.model_input import input_shape
 from svhn_jax.models import create_model
 from svhn_jax.pretrained import folder
@@ -76,3 +77,27 @@ def test_train_limit_run_is_reproducible(tiny_config, tmp_path):
     assert first["num_train_examples"] == 64 and again["params_sha256"] == first["params_sha256"]
     whole = train.train_and_evaluate(tiny_config(), tmp_path / "c")
     assert whole["num_train_examples"] == 256 and whole["params_sha256"] != first["params_sha256"]
+
+
+@pytest.mark.parametrize("name", ["seed_real", "reader_real"])
+def test_mixing_renders_reads_the_real_file_k_times_and_the_renders_under_the_given_data_dir(name, tmp_path):
+    module = __import__(f"configs.{name}", fromlist=["get_config"])
+    assert module.get_config("0").to_dict() == module.get_config().to_dict()  # the default: real photos only
+    c = module.get_config("3")
+    c.lock()
+    c.data_dir = str(tmp_path)  # as --config.data_dir=D: the file paths follow it
+    write_split(paths.split_path(tmp_path, "svhn", "seed32_grey", "train"), 4)
+    write_split(paths.split_path(tmp_path, "synthetic", "seed32_grey", "train"), 6)
+    write_split(paths.split_path(tmp_path, "svhn", "seed32_grey", "test"), 2)
+    train_files, eval_file = paths.split_files(c)
+    assert c.dataset == "hdf5" and eval_file == paths.split_path(tmp_path, "svhn", "seed32_grey", "test")
+    assert train_files == [paths.split_path(tmp_path, "svhn", "seed32_grey", "train")] * 3 + [
+        paths.split_path(tmp_path, "synthetic", "seed32_grey", "train")]
+    data = reader.TASK.read_data(c, train_files, eval_file)
+    np.testing.assert_array_equal(data.train["images"][:, 0, 0, 0], [*range(4)] * 3 + [*range(6)])
+    assert len(data.eval.images) == 2
+
+
+def test_a_bad_number_of_real_copies_is_one_line_from_the_config_loader():
+    with pytest.raises(ValueError, match="get_config\\(\\) failed: ValueError: the number of real copies must be 0"):
+        config_lib.load_file(f"{REPO}/configs/seed_real.py:-1")
