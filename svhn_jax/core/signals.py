@@ -94,7 +94,8 @@ class WorkerPool:
     workers, instead of each printing its own traceback. The workers are started at once, SIGINT
     blocked (`sigint_blocked`) until their initializer ignores it. The block ending normally shuts the
     pool down and waits for the workers; an exception (an error, a stop signal, a consumer that stops
-    early) ends it at once (`end_now`).
+    early) ends it at once (`end_now`), killing the processes this process started with multiprocessing
+    while the pool lived (its workers: the programs here start no others meanwhile).
     """
 
     def __init__(self, workers: int):
@@ -115,6 +116,7 @@ class WorkerPool:
         except BaseException:  # a Ctrl-C that came meanwhile, raised as the block ends
             if hasattr(self, "executor"):
                 self.end_now()
+            shutil.rmtree(self.results, ignore_errors=True)
             raise
 
     def __enter__(self) -> "WorkerPool":
