@@ -57,10 +57,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from PIL import Image
 
-from svhn_jax.core.cli import cli, quiet_libraries
+from svhn_jax.core.cli import cli, quiet_libraries, run_program
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.infer import whole_photo
 from svhn_jax.infer.backends import load_models
@@ -519,5 +519,5 @@ def main(argv: list[str]) -> int:
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.demo`)."""
     define_flags()
-    app.run(main)
+    run_program(main)
 

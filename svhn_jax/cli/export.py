@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 
-from svhn_jax.core.cli import cli, quiet_libraries
+from svhn_jax.core.cli import cli, quiet_libraries, run_program
 from svhn_jax.core.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -68,5 +68,5 @@ def main(argv: list[str]) -> None:
 def run_as_program() -> None:
     """Runs the command (`python -m svhn_jax.export`)."""
     define_flags()
-    app.run(main)
+    run_program(main)
 

@@ -62,7 +62,10 @@ def test_an_unsure_reading_is_said_as_a_guess_and_no_reading_as_no_number():
                           "num_examples", "out", "recipe", "seed", "source_dir", "splits", "strict", "workers"]),
     ("svhn_jax.report", ["workdir"]),
     ("svhn_jax.synth", ["fonts", "num", "out", "seed", "split", "workers"]),
-    ("svhn_jax.import_ppocr", ["dtype", "out"])])
+    ("svhn_jax.import_ppocr", ["dtype", "out"]),
+    ("svhn_jax.export", ["format", "localiser", "out", "overwrite", "workdir"]),
+    ("svhn_jax.demo", ["cache_dir", "localiser", "max_pixels", "max_upload_mb", "max_uploads", "min_confidence",
+                       "port", "read_timeout", "samples", "workdir"])])
 def test_help_shows_the_programs_text_and_every_flag_with_its_default(program, flags):
     """Before: --help printed the shim's one line ("the command users type; ...") and no flag at all."""
     result = run_module(program, "--help", timeout=120)
