@@ -57,14 +57,13 @@ from typing import Any, Sequence, TextIO
 from absl import flags, logging
 
 from svhn_jax.core import fileio
-from svhn_jax.core.cli import cli, quiet_libraries, run_program
-from svhn_jax.core.errors import UserError, one_line
+from svhn_jax.core.cli import cli, load_problem, quiet_libraries, run_program
+from svhn_jax.core.errors import one_line
 from svhn_jax.infer import drawing, whole_photo
 from svhn_jax.infer.backends import BACKENDS, load_models
 from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, find_images, match_boxes, read_labels
 from svhn_jax.infer.reader import Reader
 
-_MAX_REASON = 300  # characters of a library's error message shown (orbax's run to kilobytes)
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -164,19 +163,6 @@ def run(reader: Reader, paths: Sequence[str], *, localiser: Any = None, as_json:
             print(f"{file}: {error}", file=err, flush=True)
         status = 1
     return status
-
-
-def load_problem(e: Exception, workdir: str | None) -> str:
-    """The one line that says why the models did not load (`load_models` raised `e`); predict's and
-    score_photos'. A checkpoint of another model or shape leaves orbax's abandoned reads to be collected
-    later, each printed as an "Exception ignored" traceback (hundreds of lines): they are silenced, this
-    line already says it."""
-    sys.unraisablehook = lambda unraisable: None
-    if isinstance(e, UserError):  # the workdir's own one-line errors already name it
-        return one_line(e)
-    reason = one_line(e)
-    reason = reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON] + " ..."
-    return f"{workdir or 'the shipped reader'}: cannot load a trained run ({type(e).__name__}: {reason})"
 
 
 def onnx_flag_problem(workdir: str | None, localiser: str, onnx_dir: str) -> str | None:

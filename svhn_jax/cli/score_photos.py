@@ -28,8 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 from absl import flags, logging
 
-from svhn_jax.cli.predict import load_problem
-from svhn_jax.core.cli import cli, quiet_libraries, run_program
+from svhn_jax.core.cli import cli, load_problem, quiet_libraries, run_program
 from svhn_jax.core.errors import UserError, one_line
 from svhn_jax.core.fileio import atomic_write, writable_folder
 from svhn_jax.infer import whole_photo
@@ -164,6 +163,9 @@ def main(argv: list[str]) -> int:
         print(f"{len(not_read)} of the {len(labels) + len(not_read)} labelled photos not read (named on stderr), "
               "so not scored")
     if out is not None:
+        # each answer beside its label: "number" is predict's answer at --min_confidence=0 (its reading)
+        modes = {mode: [{**a, "truth": row["number"], "right": is_right(a, row["number"])}
+                        for a, row in zip(answers, labels)] for mode, answers in modes.items()}
         text = json.dumps({"summary": summary, "answers": modes, "not_read": [
             {"file": f, "error": e} for f, e in not_read.items()]}, indent=1) + "\n"
         try:

@@ -59,6 +59,22 @@ def run_program(main: Callable[[list[str]], object], flags_parser: Callable[[lis
     app.run(main, **({"flags_parser": flags_parser} if flags_parser else {}))
 
 
+MAX_REASON = 300  # characters of a library's error message shown (orbax's run to kilobytes)
+
+
+def load_problem(e: Exception, workdir: str | None) -> str:
+    """The one line that says why the models did not load (`load_models` raised `e`); predict's and
+    score_photos'. A checkpoint of another model or shape leaves orbax's abandoned reads to be collected
+    later, each printed as an "Exception ignored" traceback (hundreds of lines): they are silenced, this
+    line already says it."""
+    sys.unraisablehook = lambda unraisable: None
+    if isinstance(e, UserError):  # the workdir's own one-line errors already name it
+        return one_line(e)
+    reason = one_line(e)
+    reason = reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ..."
+    return f"{workdir or 'the shipped reader'}: cannot load a trained run ({type(e).__name__}: {reason})"
+
+
 def _closed_loop(exc: BaseException | None) -> bool:
     return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
 

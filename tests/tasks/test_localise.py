@@ -285,7 +285,12 @@ def test_score_photos_prints_what_predict_answers(tmp_path):
         b = answers[str(REPO / "samples" / a["file"])]
         assert (a["reading"], a["box"]) == (b["reading"], b["box"])
         assert a["confidence"] == pytest.approx(b["confidence"])
+    truth = {"svhn_train_1.png": "19", "synthetic_1.png": ""}
+    for a in scores["answers"]["no_box"]:  # each answer beside its label, and whether it counts as right
+        assert a["truth"] == truth[a["file"]]
+        assert a["right"] == score_photos.is_right(a, a["truth"])
     summary = scores["summary"]["no_box"]
+    assert summary["right"] == sum(a["right"] for a in scores["answers"]["no_box"])
     right = int(answers[str(REPO / "samples" / "svhn_train_1.png")]["reading"] == "19") + int(
         answers[str(REPO / "samples" / "synthetic_1.png")]["number"] is None)
     assert summary["num"] == 2 and summary["right"] == right and summary["boxes"] == 1
