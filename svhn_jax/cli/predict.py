@@ -65,7 +65,6 @@ from svhn_jax.infer.photos import DEFAULT_MAX_PIXELS, ImageError, find_images, m
 from svhn_jax.infer.reader import Reader
 
 
-
 def parse_box(text: str) -> tuple[int, int, int, int]:
     """"x,y,w,h" -> ints; raises ValueError with a one-line reason."""
     try:
