@@ -12,6 +12,27 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
+_UNFINISHED: set[str] = set()  # the temporary files `atomic_write` is writing now
+
+
+def mark_unfinished(tmp: str | os.PathLike) -> None:
+    """`tmp` is a temporary file being written (removed by `remove_unfinished` on a hard exit)."""
+    _UNFINISHED.add(str(tmp))
+
+
+def mark_finished(tmp: str | os.PathLike) -> None:
+    """`tmp` was renamed into place or removed."""
+    _UNFINISHED.discard(str(tmp))
+
+
+def remove_unfinished() -> None:
+    """Removes the temporary files `atomic_write` has not finished: for an exit that runs no `finally`
+    (`signals.exit_at_once`), so that a signal leaves no half-written file behind either."""
+    for name in list(_UNFINISHED):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+    _UNFINISHED.clear()
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Calls ``write(tmp)`` on a temporary name beside `path`, then renames it into place.
@@ -23,6 +44,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    mark_unfinished(tmp)
     try:
         write(tmp)
         fsync(tmp)
@@ -30,6 +52,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+        mark_finished(tmp)
 
 
 def fsync(path: Path) -> None:

@@ -177,12 +177,15 @@ def ordered(fn: Callable[..., T], tasks: Iterable[tuple], workers: int) -> Itera
 
 
 def exit_at_once(signum: int, frame: Any = None) -> None:
-    """A signal handler that ends the program now: one line, exit 128 + signal, no cleanup.
+    """A signal handler that ends the program now: one line, exit 128 + signal, no `finally` run.
 
     For when nothing can be saved or cleaned (while libraries load), and as the fallback when an
     `Interrupted` would be lost: every writer survives this as it survives kill -9 (whole files
-    are renamed into place, so a temporary one left behind is never taken for a result).
+    are renamed into place), and the temporary files `fileio.atomic_write` had not finished are
+    removed first, so none is left behind.
     """
+    from svhn_jax.core import fileio  # here: fileio is for writers, signals for every program
+    fileio.remove_unfinished()
     os.write(2, f"error: interrupted ({signal.Signals(signum).name})\n".encode())
     os._exit(128 + signum)
 

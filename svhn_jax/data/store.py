@@ -26,6 +26,7 @@ import h5py
 import ml_collections
 import numpy as np
 
+from svhn_jax.core import fileio
 from svhn_jax.data.labels import MAX_DIGITS, PAD
 from svhn_jax.data.sources import DataMissingError, DataWriteError, describe
 
@@ -93,6 +94,7 @@ class SplitWriter:
     def __enter__(self) -> "SplitWriter":
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            fileio.mark_unfinished(self.tmp_path)
             f = h5py.File(self.tmp_path, "w", rdcc_nbytes=0)
         except OSError as e:
             raise self._error(e) from None
@@ -163,6 +165,7 @@ class SplitWriter:
                 raise self._error(e) from None
         finally:
             self.tmp_path.unlink(missing_ok=True)
+            fileio.mark_finished(self.tmp_path)
 
 
 def write_split(path: str | os.PathLike, images: np.ndarray, lengths: np.ndarray, digits: np.ndarray,

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 from conftest import REPO
 
 PROGRAM = textwrap.dedent("""
@@ -134,3 +135,22 @@ def test_the_children_of_a_suite_started_with_signals_ignored_get_the_default():
     """)
     suite = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert suite.returncode == 0, suite.stdout[-3000:] + suite.stderr[-3000:]  # 0: collected, run and passed
+
+
+@pytest.mark.parametrize("writer", ["atomic_write", "SplitWriter"])
+def test_a_hard_exit_mid_write_leaves_no_temporary_file(writer, tmp_path):
+    """`exit_at_once` (a second signal, or an `Interrupted` Python could not pass on) runs no `finally`:
+    before, the temporary file of a write under way stayed behind (the scene-rendering signal test's
+    ``.train.h5.tmp-PID``); now the writers' unfinished files are removed first."""
+    target = tmp_path / "out.h5"
+    if writer == "atomic_write":
+        body = ("def write(tmp):\n    tmp.write_bytes(b'half')\n    signals.exit_at_once(15)\n"
+                f"fileio.atomic_write({str(target)!r}, write)\n")
+    else:
+        body = ("from svhn_jax.data.store import SplitWriter\n"
+                f"with SplitWriter({str(target)!r}, (2, 2, 1), recipe='r', source='s') as w:\n"
+                "    signals.exit_at_once(15)\n")
+    code = "from svhn_jax.core import fileio, signals\n" + body
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 143 and proc.stderr == "error: interrupted (SIGTERM)\n", proc.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
