@@ -86,6 +86,9 @@ def _from_file(path: str) -> Any:
         os.unlink(path)
 
 
+LEAK_WARNING = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
 class WorkerPool:
     """``with WorkerPool(n) as pool:`` `n` spawned worker processes (safe beside JAX's threads), on
     `concurrent.futures.ProcessPoolExecutor`, that ignore SIGINT from their start.
@@ -106,6 +109,10 @@ class WorkerPool:
         self.results = tempfile.mkdtemp(prefix="svhn_jax_workers-")
         self._count = 0
         self._others = {p.pid for p in multiprocessing.active_children()}  # processes that are not ours
+        # The tracker outlives a hard exit (`exit_at_once`) and would then warn of the executor's semaphores
+        # on stderr, after the one line already said it: it takes this process's -W options when started.
+        if LEAK_WARNING not in sys.warnoptions:
+            sys.warnoptions.append(LEAK_WARNING)
         resource_tracker.ensure_running()  # now: starting it later would unblock SIGINT in this thread
         try:
             with sigint_blocked():  # the workers inherit it: started now (a task each), not on demand later
@@ -181,10 +188,13 @@ def exit_at_once(signum: int, frame: Any = None) -> None:
 
     For when nothing can be saved or cleaned (while libraries load), and as the fallback when an
     `Interrupted` would be lost: every writer survives this as it survives kill -9 (whole files
-    are renamed into place), and the temporary files `fileio.atomic_write` had not finished are
-    removed first, so none is left behind.
+    are renamed into place), and first the worker processes still running are killed and the
+    temporary files `fileio.atomic_write` had not finished removed, so neither is left behind.
     """
     from svhn_jax.core import fileio  # here: fileio is for writers, signals for every program
+    for child in multiprocessing.active_children():  # a pool's workers (they leave SIGINT to this process)
+        with contextlib.suppress(Exception):
+            child.kill()
     fileio.remove_unfinished()
     os.write(2, f"error: interrupted ({signal.Signals(signum).name})\n".encode())
     os._exit(128 + signum)

@@ -154,3 +154,29 @@ def test_a_hard_exit_mid_write_leaves_no_temporary_file(writer, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 143 and proc.stderr == "error: interrupted (SIGTERM)\n", proc.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_hard_exit_leaves_no_worker_behind(tmp_path):
+    """`exit_at_once` while a pool's workers render: before, they outlived the command (they ignore
+    SIGINT; the group Ctrl-C of the scene-rendering signal test left two per run); now they are killed."""
+    program = tmp_path / "hard_exit.py"
+    program.write_text(textwrap.dedent("""
+        import time
+        from svhn_jax.core import signals
+        if __name__ == "__main__":
+            pool = signals.WorkerPool(2)
+            futures = [pool.executor.submit(time.sleep, 60) for _ in range(2)]
+            time.sleep(1.0)  # both workers busy
+            signals.exit_at_once(2)
+    """))
+    proc = subprocess.Popen([sys.executable, str(program)], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err == "error: interrupted (SIGINT)\n", err[-2000:]
+    deadline = time.time() + 5
+    while _session_processes(proc.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    left = _session_processes(proc.pid)
+    for line in left:
+        os.kill(int(line.split()[0]), signal.SIGKILL)
+    assert left == []
