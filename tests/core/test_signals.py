@@ -171,12 +171,14 @@ def test_a_hard_exit_leaves_no_worker_behind(tmp_path):
     """))
     proc = subprocess.Popen([sys.executable, str(program)], cwd=REPO, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and err == "error: interrupted (SIGINT)\n", err[-2000:]
-    deadline = time.time() + 5
-    while _session_processes(proc.pid) and time.time() < deadline:
-        time.sleep(0.1)
-    left = _session_processes(proc.pid)
-    for line in left:
-        os.kill(int(line.split()[0]), signal.SIGKILL)
+    try:
+        _, err = proc.communicate(timeout=120)
+        deadline = time.time() + 5
+        while _session_processes(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        left = _session_processes(proc.pid)
+    finally:
+        for line in _session_processes(proc.pid):  # never leave them running, whatever failed
+            os.kill(int(line.split()[0]), signal.SIGKILL)
     assert left == []
+    assert proc.returncode == 130 and err == "error: interrupted (SIGINT)\n", err[-2000:]
