@@ -3,6 +3,7 @@ dispositions the tests' children start with; the one reason tests that need ../s
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,15 @@ SHARED = REPO.parent / "shared"
 
 SHARED_ABSENT = (f"needs ../shared ({SHARED}: the data every developer and CI has beside the repository), "
                  "absent here")
+
+
+# samples/ commits only renders: its four real SVHN photos (official train 1-4; SVHN is for non-commercial
+# use, never committed) are copied in from ../shared, the same bytes, for the tests that read them.
+REAL_SAMPLES = {REPO / "samples" / f"svhn_train_{i}.png": SHARED / "data" / "svhn_real" / "train" / f"{i}.png"
+                for i in range(1, 5)}
+for _target, _source in REAL_SAMPLES.items():
+    if not _target.exists() and _source.is_file():
+        shutil.copyfile(_source, _target)
 
 
 def needs_shared(*parts: str) -> pytest.MarkDecorator:
