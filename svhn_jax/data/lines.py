@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import ml_collections
 import numpy as np
 from PIL import Image
@@ -124,18 +123,11 @@ def source_name(config: ml_collections.ConfigDict, split: str) -> str:
             f"renderer={RENDERER_VERSION}, pad={float(config.line_pad)}, width={WIDTH})")
 
 
-def _stored_source(path: Path) -> str | None:
-    try:
-        with h5py.File(path, "r") as f:
-            return str(f.attrs.get("source"))
-    except OSError:
-        return None
-
 
 def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
     """Makes `split`'s line file at `path` unless it already holds these very lines (`source_name`)."""
     source = source_name(config, split)
-    if _stored_source(path) == source:
+    if store.stored_source(path) == source:
         return
     real, renders, seed = split_plan(config, split)
     images, texts, names, dropped = real_lines(real, float(config.line_pad)) if real else ([], [], [], 0)

@@ -215,3 +215,12 @@ def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> N
     """dataset=hdf5: the files the config names are the user's; nothing is made, a missing one is named."""
     if not path.is_file():
         raise DataMissingError(f"{path} is missing (config.{split} of dataset=hdf5)")
+
+
+def stored_source(path: str | os.PathLike) -> str | None:
+    """The ``source`` attribute of a split file (what it was made from); None when absent or unreadable."""
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs.get("source"))
+    except OSError:
+        return None

@@ -12,10 +12,9 @@ import os
 import shutil
 from pathlib import Path
 
-import h5py
 import ml_collections
 
-from svhn_jax.data import paths, preprocess
+from svhn_jax.data import paths, preprocess, store
 from svhn_jax.data.svhn import ingest as svhn
 from svhn_jax.data.synth import release as synthetic
 from svhn_jax.data.synth.materials import font_set
@@ -40,14 +39,6 @@ def source_name(config: ml_collections.ConfigDict, split: str) -> str:
     return f"synthetic(renderer={synthetic.RENDERER_VERSION}, seed={seed}, num={num}{other})"
 
 
-def _stored_source(path: Path) -> str | None:
-    """The ``source`` attribute of a split file; None when absent or unreadable."""
-    try:
-        with h5py.File(path, "r") as f:
-            return str(f.attrs.get("source"))
-    except OSError:
-        return None
-
 
 def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> None:
     """Renders and ingests `split` into `path` unless it already holds this very (renderer, seed, num).
@@ -55,7 +46,7 @@ def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> N
     The release is reused while it holds `num` images (the images do not depend on `workers`) and no
     stale split file says it may come from another renderer or seed.
     """
-    if _stored_source(path) == source_name(config, split):
+    if store.stored_source(path) == source_name(config, split):
         return
     preprocess.get_recipe(config.recipe)  # a bad recipe or font set fails before minutes of rendering
     font_set(fonts(config))
@@ -63,7 +54,7 @@ def ensure_split(config: ml_collections.ConfigDict, split: str, path: Path) -> N
     raw = paths.raw_dir(config, split)
     # One process per core (the bytes do not depend on it); on small splits starting them costs more.
     workers = len(os.sched_getaffinity(0)) if num >= 1000 else 1
-    if raw.exists() and (sum(1 for _ in raw.glob("*.png")) != num or _stored_source(path) is not None):
+    if raw.exists() and (sum(1 for _ in raw.glob("*.png")) != num or store.stored_source(path) is not None):
         shutil.rmtree(raw)
     if not raw.exists():
         synthetic.write_release(raw, num, seed, workers=workers, fonts=fonts(config))
